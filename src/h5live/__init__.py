@@ -1,0 +1,29 @@
+"""h5live: follow HDF5 files while they are written (SWMR) and stream them, chunk-aligned.
+
+Public API; everything in underscore modules is private.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from h5live import errors
+from h5live._follow import FollowPolicy, KeyFollower, StopReason
+from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
+
+try:
+    __version__ = version("h5live")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "KNOWN_LAYOUTS",
+    "FollowPolicy",
+    "KeyFollower",
+    "Layout",
+    "SourceSpec",
+    "StopReason",
+    "__version__",
+    "errors",
+    "open_source",
+]

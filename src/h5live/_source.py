@@ -1,0 +1,426 @@
+"""Opening a live source: a picklable recipe, retries while the writer starts, layout discovery.
+
+A :class:`SourceSpec` says where a source is and which datasets matter; it never holds an open
+file, so it can be pickled and reopened in another process. :func:`open_source` opens the file
+read-only in SWMR mode, retrying while the writer is still creating it, and turns the failures
+HDF5 reports into errors that say what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+import h5py
+
+from h5live.errors import (
+    DatasetNotFoundError,
+    FinishedDatasetError,
+    KeyDatasetError,
+    SourceNotReadyError,
+)
+
+__all__ = [
+    "KNOWN_LAYOUTS",
+    "Layout",
+    "SourceSpec",
+    "get_dataset",
+    "open_source",
+    "retry_until",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+class Layout(NamedTuple):
+    """Where a family of writers puts its key group and finished dataset."""
+
+    name: str
+    keys_group: str
+    finished_path: str
+    data_path: str | None
+
+
+#: Layouts searched, in order, when key datasets are not given.
+KNOWN_LAYOUTS: tuple[Layout, ...] = (
+    Layout("h5live", "/entry/keys", "/entry/finished", "/entry/data/data"),
+    Layout("diamond", "/entry/diamond_scan/keys", "/entry/diamond_scan/scan_finished", None),
+    Layout("solstice", "/entry/solstice_scan/keys", "/entry/solstice_scan/scan_finished", None),
+)
+
+# The messages HDF5 gives for a contiguous dataset whose storage was allocated after the reader
+# looked at it (HDF5 issue 5251).
+_CONTIGUOUS_MARKERS = ("invalid dataset size",)
+
+
+def is_contiguous_failure(exc: BaseException) -> bool:
+    """Tell whether an h5py error is HDF5 refusing a contiguous dataset written live."""
+    return any(marker in str(exc) for marker in _CONTIGUOUS_MARKERS)
+
+
+def contiguous_message(role: str, path: str, filename: str) -> str:
+    """The message for a contiguous key or finished dataset written under SWMR."""
+    return (
+        f"{role} dataset {path!r} in {filename!r} is contiguous and is being written: a SWMR "
+        "reader cannot read a contiguous dataset whose storage the writer allocates while it "
+        "is followed (HDF5 issue 5251). Fix: the writer must create it chunked, e.g. "
+        "create_dataset(..., chunks=True), or write it before switching SWMR mode on."
+    )
+
+
+def is_unallocated_contiguous(dataset: Any) -> bool:
+    """A contiguous dataset with no storage yet, in a file opened for SWMR reading.
+
+    HDF5 cannot read such a dataset once its writer allocates the storage (it reports
+    "invalid dataset size"); a contiguous dataset whose storage already exists stays readable.
+    """
+    if getattr(dataset, "chunks", ()) is not None:
+        return False
+    try:
+        file = dataset.file
+        return bool(file.mode == "r" and file.swmr_mode and dataset.id.get_storage_size() == 0)
+    except AttributeError:
+        return False
+
+
+def retry_until(
+    action: Callable[[], T],
+    *,
+    timeout_s: float,
+    retry_on: tuple[type[BaseException], ...],
+    what: str,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> T:
+    """Call ``action`` until it succeeds or ``timeout_s`` has passed.
+
+    The delay between attempts grows from 5 ms to 250 ms, so a writer that is a few
+    milliseconds from ready is caught quickly and a long wait costs little. The exception of
+    the last attempt propagates once the deadline has passed.
+
+    Parameters
+    ----------
+    action
+        The call to attempt.
+    timeout_s
+        Seconds after the first attempt during which failures are retried.
+    retry_on
+        Exception types that mean "not ready yet"; anything else propagates at once.
+    what
+        A few words for the log line, e.g. ``"open 'scan.h5'"``.
+    clock, sleep
+        Time functions, injectable for tests.
+
+    Returns
+    -------
+    Whatever ``action`` returns.
+    """
+    deadline = clock() + timeout_s
+    delay = 0.005
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except retry_on as exc:
+            attempt += 1
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise
+            level = logging.WARNING if attempt == 1 else logging.DEBUG
+            logger.log(level, "cannot %s yet (%s); retrying for %.1f s", what, exc, remaining)
+            sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.25)
+
+
+def _open_once(path: str) -> Any:
+    return h5py.File(path, "r", libver="latest", swmr=True)
+
+
+def _explain_open_failure(path: str, exc: OSError, waited_s: float) -> str:
+    text = str(exc)
+    waited = f"after waiting {waited_s:.1f} s"
+    if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+        return (
+            f"no file at {path!r} {waited}. Fix: check the path, start the writer first, or "
+            "wait longer (open_timeout_s)."
+        )
+    if isinstance(exc, BlockingIOError) or "unable to lock file" in text:
+        return (
+            f"{path!r} is locked by a writer that has not switched SWMR mode on ({waited}), so "
+            "it cannot be read while it is written. Fix: the writer must create the file with "
+            "libver='latest' and set swmr_mode = True once its datasets exist; if it is still "
+            "creating them, wait longer (open_timeout_s)."
+        )
+    if "file signature not found" in text:
+        return (
+            f"{path!r} is not an HDF5 file, or its writer has not written the header yet "
+            f"({waited}). Fix: check the path, or wait longer (open_timeout_s)."
+        )
+    return f"cannot open {path!r} for SWMR reading {waited}: {text}"
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    *,
+    timeout_s: float = 10.0,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> Any:
+    """Open a source read-only in SWMR mode, retrying while its writer is starting.
+
+    Parameters
+    ----------
+    path
+        The HDF5 file.
+    timeout_s
+        How long to keep retrying a file that is missing, locked or not yet valid.
+    clock, sleep
+        Time functions, injectable for tests.
+
+    Returns
+    -------
+    h5py.File
+        Opened with ``mode="r", libver="latest", swmr=True``.
+
+    Raises
+    ------
+    SourceNotReadyError
+        The file could not be opened before the deadline; the message says why and what to do.
+
+    Examples
+    --------
+    >>> with open_source("scan.h5", timeout_s=30) as f:  # doctest: +SKIP
+    ...     keys = f["/entry/keys/key_0"]
+    """
+    name = os.fspath(path)
+    start = clock()
+    try:
+        return retry_until(
+            lambda: _open_once(name),
+            timeout_s=timeout_s,
+            retry_on=(OSError,),
+            what=f"open {name!r}",
+            clock=clock,
+            sleep=sleep,
+        )
+    except OSError as exc:
+        raise SourceNotReadyError(_explain_open_failure(name, exc, clock() - start)) from exc
+
+
+def _nearby(file: Any, path: str) -> list[str]:
+    """Dataset paths next to ``path`` (in its deepest existing parent group), for messages."""
+    parent = path.rstrip("/")
+    while parent:
+        parent = parent.rsplit("/", 1)[0]
+        group = file.get(parent or "/")
+        if isinstance(group, h5py.Group):
+            break
+    else:
+        group = file
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and len(found) < 12:
+            found.append(f"{group.name.rstrip('/')}/{name}")
+
+    # A dangling link stops the walk; show what was found before it.
+    with contextlib.suppress(KeyError, RuntimeError, OSError):
+        group.visititems(visit)
+    return found
+
+
+def _expand(file: Any, path: str, role: str) -> list[Any]:
+    """The datasets at ``path``: the dataset itself, or every dataset in a group, sorted."""
+    filename = file.filename
+    link = file.get(path, getlink=True)
+    if link is None:
+        nearby = _nearby(file, path)
+        hint = f" Datasets nearby: {nearby}." if nearby else ""
+        raise DatasetNotFoundError(
+            f"{role} dataset {path!r} not found in {filename!r}.{hint} Fix: pass the right path."
+        )
+    try:
+        obj = file[path]
+    except KeyError as exc:
+        if is_contiguous_failure(exc):
+            error = KeyDatasetError if role == "key" else FinishedDatasetError
+            raise error(contiguous_message(role, path, filename)) from exc
+        raise DatasetNotFoundError(
+            f"{role} dataset {path!r} in {filename!r} is a {type(link).__name__} that cannot "
+            "be resolved yet (the file or object it points to may not exist yet). Fix: wait "
+            "for the writer (open_timeout_s), or check the link target."
+        ) from exc
+    if isinstance(obj, h5py.Group):
+        members = [obj[name] for name in sorted(obj) if isinstance(obj.get(name), h5py.Dataset)]
+        if not members:
+            raise DatasetNotFoundError(
+                f"{role} group {path!r} in {filename!r} holds no datasets. Fix: pass the "
+                "dataset paths themselves."
+            )
+        return members
+    return [obj]
+
+
+def get_dataset(file: Any, path: str, role: str) -> Any:
+    """Return the dataset at ``path``, or raise an error naming the file, path and fix.
+
+    Parameters
+    ----------
+    file
+        An open ``h5py.File``.
+    path
+        Dataset path inside it.
+    role
+        What the dataset is for (``"key"``, ``"finished"``, ``"data"``), for messages.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Nothing at ``path``, a group instead of a dataset, or a link that does not resolve.
+    KeyDatasetError, FinishedDatasetError
+        A contiguous dataset HDF5 refuses to open while it is written.
+    """
+    found = _expand(file, path, role)
+    if len(found) != 1 or found[0].name != file[path].name:
+        raise DatasetNotFoundError(
+            f"{role} path {path!r} in {file.filename!r} is a group, not a dataset. Fix: pass "
+            f"one of {[d.name for d in found][:12]}."
+        )
+    return found[0]
+
+
+@dataclass(frozen=True)
+class ResolvedLayout:
+    """The key and finished datasets of an open source, and the paths they came from."""
+
+    keys: list[Any]
+    finished: Any | None
+    layout: str
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A picklable recipe for a live source: where it is and which datasets matter.
+
+    Parameters
+    ----------
+    path
+        The HDF5 file being written.
+    key_paths
+        Key dataset paths, or groups whose datasets are all keys. ``None``: the key group of the
+        first matching layout in :data:`KNOWN_LAYOUTS`.
+    finished_path
+        Finished dataset path. ``None``: the layout's finished dataset if it exists.
+    data_path
+        The main data dataset, for readers and iterators. ``None``: the layout's, if any.
+    open_timeout_s
+        How long to retry opening the file and resolving the datasets while the writer starts.
+    """
+
+    path: str
+    key_paths: tuple[str, ...] | None = None
+    finished_path: str | None = None
+    data_path: str | None = None
+    open_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", os.fspath(self.path))
+        if isinstance(self.key_paths, str):
+            object.__setattr__(self, "key_paths", (self.key_paths,))
+        elif self.key_paths is not None:
+            object.__setattr__(self, "key_paths", tuple(self.key_paths))
+            if not self.key_paths:
+                raise ValueError(
+                    f"key_paths for {self.path!r} is empty. Fix: pass at least one key dataset "
+                    "path, or None to find them in a known layout."
+                )
+        if self.open_timeout_s < 0:
+            raise ValueError(
+                f"open_timeout_s must be >= 0, got {self.open_timeout_s!r}. Fix: pass the "
+                "number of seconds to wait for the writer."
+            )
+
+    def open(self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> Any:
+        """Open the file (see :func:`open_source`)."""
+        return open_source(self.path, timeout_s=self.open_timeout_s, clock=clock, sleep=sleep)
+
+    def resolve(self, file: Any) -> ResolvedLayout:
+        """Find the key and finished datasets in an open file.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            A given path is missing, or no key datasets were given and no known layout matches.
+        """
+        if self.key_paths is not None:
+            keys = [ds for path in self.key_paths for ds in _expand(file, path, "key")]
+            finished = None
+            if self.finished_path is not None:
+                finished = get_dataset(file, self.finished_path, "finished")
+            return ResolvedLayout(keys, finished, "given")
+        for layout in KNOWN_LAYOUTS:
+            if file.get(layout.keys_group, getlink=True) is None:
+                continue
+            keys = _expand(file, layout.keys_group, "key")
+            finished = None
+            if self.finished_path is not None:
+                finished = get_dataset(file, self.finished_path, "finished")
+            elif file.get(layout.finished_path, getlink=True) is not None:
+                finished = get_dataset(file, layout.finished_path, "finished")
+                if is_unallocated_contiguous(finished):
+                    logger.warning(
+                        "%s: %s",
+                        file.filename,
+                        contiguous_message("finished", layout.finished_path, file.filename)
+                        + " Following without it: stopping on the idle timeout instead.",
+                    )
+                    finished = None
+            logger.info("%s: %s layout, %d key dataset(s)", file.filename, layout.name, len(keys))
+            return ResolvedLayout(keys, finished, layout.name)
+        looked = ", ".join(layout.keys_group for layout in KNOWN_LAYOUTS)
+        nearby = _nearby(file, "/entry/keys")
+        raise DatasetNotFoundError(
+            f"no key datasets given, and {file.filename!r} has none of the known key groups "
+            f"({looked}). Datasets found: {nearby}. Fix: pass key_paths=[...] (--keys on the "
+            "command line)."
+        )
+
+    def open_resolved(
+        self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+    ) -> tuple[Any, ResolvedLayout]:
+        """Open the file and resolve its datasets, retrying both while the writer starts.
+
+        A dataset can be missing for a moment when the writer runs without file locking or the
+        keys are external links to files that do not exist yet; the file is reopened until the
+        deadline so that new objects become visible.
+        """
+        start = clock()
+
+        def attempt() -> tuple[Any, ResolvedLayout]:
+            remaining = max(0.0, self.open_timeout_s - (clock() - start))
+            file = open_source(self.path, timeout_s=remaining, clock=clock, sleep=sleep)
+            try:
+                return file, self.resolve(file)
+            except BaseException:
+                file.close()
+                raise
+
+        return retry_until(
+            attempt,
+            timeout_s=self.open_timeout_s,
+            retry_on=(DatasetNotFoundError,),
+            what=f"find the datasets in {self.path!r}",
+            clock=clock,
+            sleep=sleep,
+        )

@@ -1,0 +1,63 @@
+"""Exceptions and warnings raised by h5live.
+
+Every exception subclasses :class:`H5LiveError` and a builtin that already means the right thing,
+so ``except OSError`` or ``except ValueError`` keep working in code that does not know h5live.
+Messages name what failed, the value, the file and dataset, and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DatasetNotFoundError",
+    "FinishedDatasetError",
+    "FollowTimeout",
+    "H5LiveError",
+    "H5LiveWarning",
+    "KeyDatasetError",
+    "KeyRegressionError",
+    "KeyRegressionWarning",
+    "SourceNotReadyError",
+]
+
+
+class H5LiveError(Exception):
+    """Base class of every error raised by h5live."""
+
+
+class SourceNotReadyError(H5LiveError, OSError):
+    """The source file could not be opened for SWMR reading before the deadline.
+
+    Raised when the file does not exist, is not HDF5, or is held by a writer that has not
+    switched SWMR mode on.
+    """
+
+
+class DatasetNotFoundError(H5LiveError, KeyError):
+    """A dataset path given (or expected in a default layout) is not in the source file."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class KeyDatasetError(H5LiveError, ValueError):
+    """A key dataset cannot be followed: wrong dtype, inconsistent scan rank, unreadable."""
+
+
+class KeyRegressionError(KeyDatasetError):
+    """In strict mode: a key already seen non-zero went back to zero (a writer error)."""
+
+
+class FinishedDatasetError(H5LiveError, ValueError):
+    """The finished dataset cannot be read as a single number."""
+
+
+class FollowTimeout(H5LiveError, TimeoutError):
+    """A wait with an explicit deadline ended before the frame it waited for was complete."""
+
+
+class H5LiveWarning(UserWarning):
+    """Base class of every warning issued by h5live."""
+
+
+class KeyRegressionWarning(H5LiveWarning):
+    """A key already seen non-zero went back to zero; frames are not delivered twice."""

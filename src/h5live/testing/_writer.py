@@ -1,0 +1,649 @@
+"""A simulated detector: a real SWMR writer that tests, tutorials, benchmarks and the demo share.
+
+The file layout follows real detectors: frames in ``/entry/data/data``, one key dataset per
+``/entry/keys/key_<n>``, a finished flag in ``/entry/finished`` (every path configurable). The
+writer flushes data, then keys, then the finished flag, as SWMR followers expect, and can misbehave
+on purpose: crash, leave gaps, reset keys.
+
+Use it in-process and step it by hand (:meth:`SimulatedWriter.append`,
+:meth:`SimulatedWriter.flush_keys`, :meth:`SimulatedWriter.finish`), or run it in another
+process with :class:`WriterProcess` for live tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["SimulatedWriter", "WriterConfig", "WriterProcess", "frame_values"]
+
+KeyOrder = Literal["forward", "reverse", "random"]
+
+#: Exit code of a writer process that crashed on purpose (``crash_after``).
+CRASH_EXIT_CODE = 3
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """What the simulated detector writes, how fast, and how it misbehaves.
+
+    Parameters
+    ----------
+    scan_shape
+        Final scan shape: ``(n,)`` for a stack, ``(rows, columns)`` for a grid scan, ...
+    frame_shape
+        Shape of one frame: ``()`` scalar, ``(n,)`` spectrum, ``(h, w)`` image.
+    dtype
+        Frame dtype.
+    presized
+        Create data and keys at the full scan shape from the start (fixed ``maxshape``),
+        instead of growing them along the first scan axis.
+    frame_rate_hz
+        Frames per second, or ``None`` for as fast as possible.
+    n_keys
+        Number of key datasets.
+    key_order
+        Order in which the keys of a batch are set and flushed.
+    key_jitter_s
+        Random pause, up to this long, between flushing one key and the next.
+    flush_every
+        Frames per batch: data for the batch is flushed, then its keys.
+    data_chunks, key_chunks
+        HDF5 chunk shapes (``None``: one frame per data chunk; keys chunked along the fast axis).
+    contiguous_keys
+        Create pre-sized contiguous keys, which HDF5 cannot follow live (to test that error).
+    compression
+        ``None``, ``"gzip"``, ``"lzf"``, or an hdf5plugin filter: ``"zstd"``, ``"lz4"``,
+        ``"blosc"``, ``"blosc2"``, ``"bitshuffle"``.
+    finished
+        Create the finished dataset and set it at the end.
+    finished_scalar
+        Finished dataset of shape ``()`` (True) or ``(1,)`` (False).
+    crash_after
+        Stop after this many frames are keyed, without setting finished (a process exits with
+        code 3 without closing the file).
+    gaps
+        Frame indices whose first key is left at 0.
+    gap_fill_after
+        Set a gap's key this many frames after it was written (``None``: never).
+    regressions
+        ``(after, index)`` pairs: once ``after`` frames are keyed, reset the first key at
+        ``index`` to 0.
+    timestamps
+        Write the wall-clock time (``time.time()``) at which each frame's data was flushed, in
+        ``timestamp_path`` (NaN until written), for latency measurements.
+    key_trailing_ones
+        Append this many size-1 dims to the key shape (Diamond writes keys as ``(..., 1, 1)``).
+    hold
+        A writer process waits for :meth:`WriterProcess.go` before writing frames.
+    seed
+        Seed for key order and jitter.
+    """
+
+    scan_shape: tuple[int, ...] = (100,)
+    frame_shape: tuple[int, ...] = (8, 8)
+    dtype: str = "uint16"
+    presized: bool = False
+    frame_rate_hz: float | None = None
+    n_keys: int = 1
+    key_order: KeyOrder = "forward"
+    key_jitter_s: float = 0.0
+    flush_every: int = 1
+    data_chunks: tuple[int, ...] | None = None
+    key_chunks: tuple[int, ...] | None = None
+    contiguous_keys: bool = False
+    compression: str | None = None
+    finished: bool = True
+    finished_scalar: bool = True
+    crash_after: int | None = None
+    gaps: tuple[int, ...] = ()
+    gap_fill_after: int | None = None
+    regressions: tuple[tuple[int, int], ...] = ()
+    timestamps: bool = False
+    key_trailing_ones: int = 0
+    hold: bool = False
+    seed: int = 0
+    data_path: str = "/entry/data/data"
+    keys_group: str = "/entry/keys"
+    finished_path: str = "/entry/finished"
+    timestamp_path: str = "/entry/flush_time"
+
+    def __post_init__(self) -> None:
+        if not self.scan_shape or any(n < 1 for n in self.scan_shape):
+            raise ValueError(f"scan_shape must be non-empty and positive, got {self.scan_shape!r}")
+        if self.n_keys < 1:
+            raise ValueError(f"n_keys must be >= 1, got {self.n_keys!r}")
+        if self.flush_every < 1:
+            raise ValueError(f"flush_every must be >= 1, got {self.flush_every!r}")
+        if self.key_order not in ("forward", "reverse", "random"):
+            raise ValueError(f"key_order must be forward, reverse or random: {self.key_order!r}")
+        if self.contiguous_keys and not self.presized:
+            raise ValueError("contiguous_keys needs presized=True (growing keys must be chunked)")
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames in the whole scan."""
+        return math.prod(self.scan_shape)
+
+    @property
+    def key_paths(self) -> list[str]:
+        """Paths of the key datasets."""
+        return [f"{self.keys_group}/key_{k}" for k in range(self.n_keys)]
+
+    def to_json(self) -> str:
+        """Serialise, for a writer process."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WriterConfig:
+        """Inverse of :meth:`to_json`."""
+        raw: dict[str, Any] = json.loads(text)
+        for name in ("scan_shape", "frame_shape", "data_chunks", "key_chunks", "gaps"):
+            if raw.get(name) is not None:
+                raw[name] = tuple(raw[name])
+        raw["regressions"] = tuple(tuple(pair) for pair in raw.get("regressions", ()))
+        return cls(**raw)
+
+
+def frame_values(index: int, frame_shape: Sequence[int], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+    """The frame the simulated writer writes at flat index ``index``.
+
+    Every pixel differs and every frame differs, so a transposed, shifted or stale frame
+    never compares equal.
+    """
+    dt = np.dtype(dtype)
+    ramp = np.arange(math.prod(frame_shape), dtype=np.int64).reshape(tuple(frame_shape))
+    if dt.kind in "iu":
+        span = int(np.iinfo(dt).max) + 1 if dt.kind == "u" else int(np.iinfo(dt).max)
+        return ((ramp + index * 7919) % span).astype(dt)
+    if dt.kind == "b":
+        return ((ramp + index) % 2).astype(dt)
+    return (index + ramp / (ramp.size + 1)).astype(dt)
+
+
+def _write_block(dataset: Any, start: Sequence[int], block: npt.NDArray[Any]) -> None:
+    """Write ``block`` at ``start`` through the low-level API (h5py's ``__setitem__`` costs
+    ~100 us a call, too slow for a simulated kHz detector)."""
+    block = np.ascontiguousarray(block)
+    file_space = dataset.id.get_space()
+    file_space.select_hyperslab(tuple(start), block.shape)
+    dataset.id.write(h5py.h5s.create_simple(block.shape), file_space, block)
+
+
+def _compression_options(name: str | None) -> dict[str, Any]:
+    if name is None:
+        return {}
+    if name in ("gzip", "lzf"):
+        return {"compression": name}
+    import hdf5plugin
+
+    factories: dict[str, Any] = {
+        "zstd": hdf5plugin.Zstd,
+        "lz4": hdf5plugin.LZ4,
+        "blosc": hdf5plugin.Blosc,
+        "blosc2": hdf5plugin.Blosc2,
+        "bitshuffle": hdf5plugin.Bitshuffle,
+    }
+    if name not in factories:
+        raise ValueError(
+            f"unknown compression {name!r}; use one of gzip, lzf, {', '.join(factories)}"
+        )
+    return dict(factories[name]())
+
+
+class SimulatedWriter:
+    """A SWMR writer of the layout described by a :class:`WriterConfig`.
+
+    Parameters
+    ----------
+    path
+        File to create (overwritten).
+    config
+        What to write; keyword arguments override its fields.
+
+    Examples
+    --------
+    >>> with SimulatedWriter("scan.h5", scan_shape=(10,)) as writer:  # doctest: +SKIP
+    ...     writer.append(3)  # data for frames 0..2, flushed
+    ...     writer.flush_keys()  # their keys, flushed: frames 0..2 are complete
+    ...     writer.finish()
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], config: WriterConfig | None = None, **overrides: Any
+    ) -> None:
+        base = config if config is not None else WriterConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.path = os.fspath(path)
+        self.frames_written = 0
+        self.frames_keyed = 0
+        self._rng = np.random.default_rng(self.config.seed)
+        self._applied_regressions: set[tuple[int, int]] = set()
+        self._filled_gaps: set[int] = set()
+        self._shapes: dict[int, list[int]] = {}
+        c = self.config
+        self._frame_ones = (1,) * len(c.scan_shape)
+        self._key_ones = (1,) * c.key_trailing_ones
+        self.file: Any = None
+        self.data: Any = None
+        self.keys: list[Any] = []
+        self.finished: Any = None
+        self.timestamps: Any = None
+        self.create()
+
+    # ------------------------------------------------------------------ layout
+
+    def _scan_extent(self, frames: int) -> int:
+        """Length of the first scan axis needed to hold ``frames`` frames."""
+        inner = math.prod(self.config.scan_shape[1:])
+        return -(-frames // inner)
+
+    def _scan_dims(self, first: int) -> tuple[int, ...]:
+        return (first, *self.config.scan_shape[1:])
+
+    def _key_chunks(self) -> tuple[int, ...]:
+        c = self.config
+        if c.key_chunks is not None:
+            return (*c.key_chunks, *(1,) * c.key_trailing_ones)
+        scan = c.scan_shape
+        fast = min(scan[-1], 1024)
+        chunk = (*(1,) * (len(scan) - 1), fast) if len(scan) > 1 else (min(scan[0], 1024),)
+        return (*chunk, *(1,) * c.key_trailing_ones)
+
+    def create(self) -> None:
+        """Create the file and its whole layout, then switch SWMR mode on."""
+        c = self.config
+        first = c.scan_shape[0] if c.presized else 0
+        scan_now = self._scan_dims(first)
+        scan_max = c.scan_shape if c.presized else (None, *c.scan_shape[1:])
+        ones = (1,) * c.key_trailing_ones
+        f = h5py.File(self.path, "w", libver="latest")
+        data_chunks = c.data_chunks or (*(1,) * len(c.scan_shape), *c.frame_shape)
+        self.data = f.create_dataset(
+            c.data_path,
+            shape=(*scan_now, *c.frame_shape),
+            maxshape=(*scan_max, *c.frame_shape),
+            dtype=c.dtype,
+            chunks=data_chunks,
+            **_compression_options(c.compression),
+        )
+        key_options: dict[str, Any] = (
+            {}
+            if c.contiguous_keys
+            else {"chunks": self._key_chunks(), "maxshape": (*scan_max, *ones)}
+        )
+        self.keys = [
+            f.create_dataset(path, shape=(*scan_now, *ones), dtype="i8", fillvalue=0, **key_options)
+            for path in c.key_paths
+        ]
+        if c.timestamps:
+            self.timestamps = f.create_dataset(
+                c.timestamp_path,
+                shape=scan_now,
+                maxshape=scan_max,
+                dtype="f8",
+                fillvalue=np.nan,
+                chunks=self._key_chunks()[: len(c.scan_shape)],
+            )
+        if c.finished:
+            # Written now so that its storage exists before SWMR starts: a scalar dataset
+            # cannot be chunked, and HDF5 cannot follow contiguous storage allocated later.
+            if c.finished_scalar:
+                self.finished = f.create_dataset(c.finished_path, data=np.int32(0))
+            else:
+                self.finished = f.create_dataset(
+                    c.finished_path, data=np.zeros(1, np.int32), maxshape=(1,), chunks=(1,)
+                )
+        f.swmr_mode = True
+        self.file = f
+
+    # ------------------------------------------------------------------ stepping by hand
+
+    def _position(self, index: int) -> tuple[int, ...]:
+        return tuple(int(p) for p in np.unravel_index(index, self.config.scan_shape))
+
+    def _grow(self, dataset: Any, frames: int) -> None:
+        if self.config.presized:
+            return
+        needed = self._scan_extent(frames)
+        shape = self._shapes.get(id(dataset))
+        if shape is None:
+            shape = self._shapes[id(dataset)] = list(dataset.shape)
+        if shape[0] < needed:
+            shape[0] = needed
+            dataset.id.set_extent(tuple(shape))
+
+    def append(self, n: int = 1) -> range:
+        """Write and flush the data of the next ``n`` frames (their keys stay unset).
+
+        Returns
+        -------
+        range
+            The flat indices written.
+        """
+        c = self.config
+        first = self.frames_written
+        stop = min(first + n, c.n_frames)
+        if stop <= first:
+            return range(first, first)
+        self._grow(self.data, stop)
+        if len(c.scan_shape) == 1:
+            block = np.stack([frame_values(i, c.frame_shape, c.dtype) for i in range(first, stop)])
+            _write_block(self.data, (first, *(0,) * len(c.frame_shape)), block)
+        else:
+            for i in range(first, stop):
+                frame = frame_values(i, c.frame_shape, c.dtype).reshape(
+                    (*self._frame_ones, *c.frame_shape)
+                )
+                _write_block(self.data, (*self._position(i), *(0,) * len(c.frame_shape)), frame)
+        self.data.id.flush()
+        if self.timestamps is not None:
+            self._grow(self.timestamps, stop)
+            if len(c.scan_shape) == 1:
+                _write_block(self.timestamps, (first,), np.full(stop - first, time.time()))
+            else:
+                now = np.full(self._frame_ones, time.time())
+                for i in range(first, stop):
+                    _write_block(self.timestamps, self._position(i), now)
+            self.timestamps.id.flush()
+        self.frames_written = stop
+        return range(first, stop)
+
+    def set_keys(self, key: int, frames: Iterable[int], value: int | None = None) -> None:
+        """Set key ``key`` at the given frames (to ``index + 1``, or ``value``) and flush it."""
+        dataset = self.keys[key]
+        indices = sorted(frames)
+        if not indices:
+            return
+        self._grow(dataset, indices[-1] + 1)
+        zeros = (0,) * self.config.key_trailing_ones
+        contiguous = indices == list(range(indices[0], indices[-1] + 1))
+        if len(self.config.scan_shape) == 1 and contiguous:
+            values = np.arange(indices[0] + 1, indices[-1] + 2, dtype=np.int64)
+            if value is not None:
+                values[:] = value
+            _write_block(dataset, (indices[0], *zeros), values.reshape((-1, *self._key_ones)))
+        else:
+            one = (*(1,) * len(self.config.scan_shape), *self._key_ones)
+            for i in indices:
+                block = np.full(one, i + 1 if value is None else value, dtype=np.int64)
+                _write_block(dataset, (*self._position(i), *zeros), block)
+        dataset.id.flush()
+
+    def _key_sequence(self) -> list[int]:
+        order = list(range(self.config.n_keys))
+        if self.config.key_order == "reverse":
+            order.reverse()
+        elif self.config.key_order == "random":
+            self._rng.shuffle(order)
+        return order
+
+    def flush_keys(self) -> range:
+        """Set and flush the keys of every written frame that has none yet.
+
+        Keys are set in ``key_order`` with ``key_jitter_s`` pauses; gaps leave the first key at
+        0; due gap fills and regressions are applied afterwards.
+
+        Returns
+        -------
+        range
+            The flat indices keyed.
+        """
+        c = self.config
+        frames = range(self.frames_keyed, self.frames_written)
+        if not frames:
+            return frames
+        gaps = set(c.gaps) - self._filled_gaps
+        for n, key in enumerate(self._key_sequence()):
+            if n and c.key_jitter_s:
+                time.sleep(float(self._rng.uniform(0, c.key_jitter_s)))
+            wanted = [i for i in frames if i not in gaps] if key == 0 else frames
+            self.set_keys(key, wanted)
+        self.frames_keyed = frames.stop
+        if c.gap_fill_after is not None:
+            due = [
+                g for g in gaps if g < self.frames_written and g + c.gap_fill_after <= frames.stop
+            ]
+            self.set_keys(0, due)
+            self._filled_gaps.update(due)
+        for after, index in c.regressions:
+            if (after, index) not in self._applied_regressions and self.frames_keyed >= after:
+                self.set_keys(0, [index], value=0)
+                self._applied_regressions.add((after, index))
+        return frames
+
+    def finish(self) -> None:
+        """Set the finished flag (keys must be flushed first, and are) and flush it."""
+        if self.finished is None:
+            return
+        if self.finished.shape == ():
+            self.finished[()] = 1
+        else:
+            self.finished[0] = 1
+        self.finished.id.flush()
+
+    # ------------------------------------------------------------------ the whole acquisition
+
+    def run(self) -> dict[str, Any]:
+        """Write the whole scan at ``frame_rate_hz``, as configured.
+
+        Returns
+        -------
+        dict
+            ``frames`` keyed, ``elapsed_s``, ``rate_hz`` achieved, and ``crashed``.
+        """
+        c = self.config
+        total = c.n_frames if c.crash_after is None else min(c.crash_after, c.n_frames)
+        start = time.perf_counter()
+        while self.frames_keyed < total:
+            if c.frame_rate_hz:
+                due = start + self.frames_keyed / c.frame_rate_hz
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            self.append(min(c.flush_every, total - self.frames_keyed))
+            self.flush_keys()
+        crashed = c.crash_after is not None and c.crash_after < c.n_frames
+        if not crashed:
+            self.finish()
+        elapsed = time.perf_counter() - start
+        return {
+            "frames": self.frames_keyed,
+            "elapsed_s": elapsed,
+            "rate_hz": self.frames_keyed / elapsed if elapsed > 0 else math.inf,
+            "crashed": crashed,
+        }
+
+    # ------------------------------------------------------------------ resource handling
+
+    def close(self) -> None:
+        """Close the file (idempotent). Does not set the finished flag."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def __enter__(self) -> SimulatedWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<SimulatedWriter {os.path.basename(self.path)!r} "
+            f"written={self.frames_written} keyed={self.frames_keyed}/{self.config.n_frames}>"
+        )
+
+
+class WriterProcess:
+    """A :class:`SimulatedWriter` running its whole acquisition in another process.
+
+    Parameters
+    ----------
+    path
+        File to create.
+    config
+        What to write; keyword arguments override its fields.
+
+    Examples
+    --------
+    >>> with WriterProcess("scan.h5", scan_shape=(1000,), frame_rate_hz=500) as proc:
+    ...     proc.start()  # returns once the file is in SWMR mode  # doctest: +SKIP
+    ...     ...  # follow it
+    ...     proc.wait()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], config: WriterConfig | None = None, **overrides: Any
+    ) -> None:
+        base = config if config is not None else WriterConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.path = os.fspath(path)
+        self.summary: dict[str, Any] | None = None
+        self.stderr = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id, once started."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code, once the process has ended."""
+        return None if self._proc is None else self._proc.poll()
+
+    def start(self, *, ready_timeout_s: float = 60.0) -> WriterProcess:
+        """Start the writer and return once its file is in SWMR mode.
+
+        Raises
+        ------
+        RuntimeError
+            The writer exited or did not become ready in time.
+        """
+        command = [
+            sys.executable,
+            "-m",
+            "h5live.testing",
+            self.path,
+            "--config",
+            self.config.to_json(),
+        ]
+        self._proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stdout = self._proc.stdout
+        ready, _, _ = select.select([stdout], [], [], ready_timeout_s) if stdout else ([], [], [])
+        line = stdout.readline() if ready and stdout else ""
+        if line.strip() != "READY":
+            self.kill()
+            _, err = self._proc.communicate()
+            raise RuntimeError(
+                f"simulated writer for {self.path!r} did not start (got {line!r}): {err}"
+            )
+        return self
+
+    def go(self) -> None:
+        """Let a writer started with ``hold=True`` begin writing frames."""
+        if self._proc is None or self._proc.stdin is None:
+            raise RuntimeError("the writer process is not started")
+        self._proc.stdin.write("go\n")
+        self._proc.stdin.flush()
+
+    def wait(self, timeout_s: float | None = 120.0) -> int:
+        """Wait for the writer to end and return its exit code (3: crashed on purpose).
+
+        Raises
+        ------
+        RuntimeError
+            The writer failed (an exit code other than 0 or 3), with its stderr.
+        subprocess.TimeoutExpired
+            It did not end in time.
+        """
+        if self._proc is None:
+            raise RuntimeError("the writer process is not started")
+        out, err = self._proc.communicate(
+            input="go\n" if self.config.hold else None, timeout=timeout_s
+        )
+        self.stderr = err
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if lines:
+            self.summary = json.loads(lines[-1])
+        code = self._proc.returncode
+        if code not in (0, CRASH_EXIT_CODE):
+            raise RuntimeError(
+                f"simulated writer for {self.path!r} failed with exit code {code}:\n{err}"
+            )
+        return int(code)
+
+    def kill(self) -> None:
+        """Kill the writer at once (like a crash); idempotent."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> WriterProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+        if self._proc is not None:
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def __repr__(self) -> str:
+        state = (
+            "not started" if self._proc is None else f"pid={self._proc.pid} rc={self.returncode}"
+        )
+        return f"<WriterProcess {os.path.basename(self.path)!r} {state}>"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a writer process: ``python -m h5live.testing PATH --config JSON``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m h5live.testing", description=__doc__)
+    parser.add_argument("path")
+    parser.add_argument("--config", default="{}", help="WriterConfig as JSON")
+    args = parser.parse_args(argv)
+    config = WriterConfig.from_json(args.config) if args.config != "{}" else WriterConfig()
+    writer = SimulatedWriter(args.path, config)
+    print("READY", flush=True)
+    if config.hold:
+        sys.stdin.readline()
+    summary = writer.run()
+    if summary["crashed"]:
+        sys.stdout.flush()
+        os._exit(CRASH_EXIT_CODE)  # no close: a crash leaves the file as it is
+    writer.close()
+    print(json.dumps(summary), flush=True)
+    return 0
