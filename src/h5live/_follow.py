@@ -579,7 +579,11 @@ class KeyFollower:
         return bool(value.reshape(-1)[0] != 0)
 
     def _on_regression(self, key: _KeyView, indices: npt.NDArray[np.int64]) -> None:
-        new = sorted(int(i) for i in indices if int(i) not in self._regressed)
+        new = [
+            int(i)
+            for i in indices
+            if int(i) not in self._regressed and not self._is_skipped(int(i))
+        ]
         if not new:
             return
         self._regressed.update(new)
@@ -766,6 +770,10 @@ class KeyFollower:
             raise ValueError(f"index must be >= 0, got {index!r}.")
         deadline = None if timeout_s is None else self._clock() + timeout_s
         return self._wait(index, deadline)
+
+    def _is_skipped(self, index: int) -> bool:
+        pos = bisect.bisect_left(self._skipped, index)
+        return pos < len(self._skipped) and self._skipped[pos] == index
 
     def _next_index(self, after: int) -> int:
         index = after + 1

@@ -240,8 +240,8 @@ def _nearby(file: Any, path: str) -> list[str]:
     return found
 
 
-def _expand(file: Any, path: str, role: str) -> list[Any]:
-    """The datasets at ``path``: the dataset itself, or every dataset in a group, sorted."""
+def _resolve(file: Any, path: str, role: str) -> Any:
+    """The object at ``path``, or an error saying why it cannot be had."""
     filename = file.filename
     link = file.get(path, getlink=True)
     if link is None:
@@ -251,7 +251,7 @@ def _expand(file: Any, path: str, role: str) -> list[Any]:
             f"{role} dataset {path!r} not found in {filename!r}.{hint} Fix: pass the right path."
         )
     try:
-        obj = file[path]
+        return file[path]
     except KeyError as exc:
         if is_contiguous_failure(exc):
             error = KeyDatasetError if role == "key" else FinishedDatasetError
@@ -261,15 +261,26 @@ def _expand(file: Any, path: str, role: str) -> list[Any]:
             "be resolved yet (the file or object it points to may not exist yet). Fix: wait "
             "for the writer (open_timeout_s), or check the link target."
         ) from exc
-    if isinstance(obj, h5py.Group):
-        members = [obj[name] for name in sorted(obj) if isinstance(obj.get(name), h5py.Dataset)]
-        if not members:
-            raise DatasetNotFoundError(
-                f"{role} group {path!r} in {filename!r} holds no datasets. Fix: pass the "
-                "dataset paths themselves."
-            )
-        return members
-    return [obj]
+
+
+def _expand(file: Any, path: str, role: str) -> list[Any]:
+    """The datasets at ``path``: the dataset itself, or every dataset in a group, sorted.
+
+    A link in the group that does not resolve yet (a detector file not created yet) is an
+    error, retried by :meth:`SourceSpec.open_resolved` until its deadline.
+    """
+    obj = _resolve(file, path, role)
+    if not isinstance(obj, h5py.Group):
+        return [obj]
+    base = obj.name.rstrip("/")
+    members = [_resolve(file, f"{base}/{name}", role) for name in sorted(obj)]
+    datasets = [member for member in members if isinstance(member, h5py.Dataset)]
+    if not datasets:
+        raise DatasetNotFoundError(
+            f"{role} group {path!r} in {file.filename!r} holds no datasets. Fix: pass the "
+            "dataset paths themselves."
+        )
+    return datasets
 
 
 def get_dataset(file: Any, path: str, role: str) -> Any:

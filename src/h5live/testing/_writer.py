@@ -76,6 +76,8 @@ class WriterConfig:
     crash_after
         Stop after this many frames are keyed, without setting finished (a process exits with
         code 3 without closing the file).
+    stop_after
+        Stop after this many frames are keyed and set finished: an aborted scan.
     gaps
         Frame indices whose first key is left at 0.
     gap_fill_after
@@ -110,6 +112,7 @@ class WriterConfig:
     finished: bool = True
     finished_scalar: bool = True
     crash_after: int | None = None
+    stop_after: int | None = None
     gaps: tuple[int, ...] = ()
     gap_fill_after: int | None = None
     regressions: tuple[tuple[int, int], ...] = ()
@@ -447,7 +450,7 @@ class SimulatedWriter:
             ``frames`` keyed, ``elapsed_s``, ``rate_hz`` achieved, and ``crashed``.
         """
         c = self.config
-        total = c.n_frames if c.crash_after is None else min(c.crash_after, c.n_frames)
+        total = min([c.n_frames, *(n for n in (c.crash_after, c.stop_after) if n is not None)])
         start = time.perf_counter()
         while self.frames_keyed < total:
             if c.frame_rate_hz:
@@ -457,7 +460,7 @@ class SimulatedWriter:
                     time.sleep(delay)
             self.append(min(c.flush_every, total - self.frames_keyed))
             self.flush_keys()
-        crashed = c.crash_after is not None and c.crash_after < c.n_frames
+        crashed = c.crash_after is not None and c.crash_after == total < c.n_frames
         if not crashed:
             self.finish()
         elapsed = time.perf_counter() - start
@@ -608,17 +611,21 @@ class WriterProcess:
     def __enter__(self) -> WriterProcess:
         return self
 
+    def close(self) -> None:
+        """Kill the writer if it still runs and release its pipes (idempotent)."""
+        self.kill()
+        if self._proc is not None:
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                if stream is not None:
+                    stream.close()
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.kill()
-        if self._proc is not None:
-            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-                if stream is not None:
-                    stream.close()
+        self.close()
 
     def __repr__(self) -> str:
         state = (

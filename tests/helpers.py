@@ -1,0 +1,40 @@
+"""Test helpers that are not fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+class RecordingDataset:
+    """A dataset-like wrapper that counts the key entries read through it.
+
+    It is also a check that the follower accepts duck-typed datasets (``maxshape``, ``shape``,
+    ``__getitem__``, optional ``refresh``), as swmr_tools does. Live behaviour still comes from
+    the real h5py dataset underneath.
+    """
+
+    def __init__(self, dataset: Any, before_read: Callable[[], None] | None = None) -> None:
+        self.dataset = dataset
+        self.before_read = before_read
+        self.reads: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:  # maxshape, shape, chunks, dtype, name, file
+        return getattr(self.dataset, name)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.shape)
+
+    def refresh(self) -> None:
+        self.dataset.refresh()
+
+    def __getitem__(self, selection: Any) -> Any:
+        if self.before_read is not None:
+            action, self.before_read = self.before_read, None
+            action()
+        values = self.dataset[selection]
+        self.reads.append(int(np.size(values)))
+        return values
