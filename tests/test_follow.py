@@ -350,6 +350,35 @@ def test_finished_flag_read_triggers_one_more_key_read(simulated_writer, scalar)
     assert follower.stop_reason == "finished"
 
 
+def test_idle_polls_read_the_finished_flag_at_most_every_finished_interval(simulated_writer):
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(10,))
+    finished = RecordingDataset(writer.finished)
+    follower = KeyFollower(
+        writer.keys,
+        1.0,
+        finished,
+        policy=FollowPolicy(poll_interval_s=0.001, finished_interval_s=0.01),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert list(follower) == []
+    assert 1000 <= len(clock.sleeps) <= 1001  # polled every millisecond...
+    assert 95 <= len(finished.reads) <= 102  # ...but read the flag every 10 ms
+
+
+def test_the_poll_that_times_out_reads_the_finished_flag_even_if_not_due(simulated_writer):
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(10,))
+    write(writer, 3)
+    follower = follower_for(writer, clock, timeout=0.5, finished_interval_s=3600)
+    assert follower.poll() == 2
+    assert follower.poll() == 2  # reads the flag (0): the next read is due in an hour
+    writer.finish()
+    assert list(follower) == [0, 1, 2]
+    assert follower.stop_reason == "finished"
+
+
 def test_idle_timeout_delivers_every_complete_frame_then_stops(simulated_writer):
     clock = FakeClock()
     writer = simulated_writer(scan_shape=(10,))

@@ -159,7 +159,7 @@ def test_context_manager_closes_the_file_it_opened(tmp_path):
 
 
 def test_contiguous_key_being_written_is_reported(writer_process):
-    process = writer_process(scan_shape=(50,), presized=True, contiguous_keys=True, hold=True)
+    process = writer_process(scan_shape=(50,), presized=True, contiguous_keys=True, hold_at=0)
     with pytest.raises(KeyDatasetError, match=r"'/entry/keys/key_0'.*is contiguous.*chunks=True"):
         KeyFollower.from_path(process.path, open_timeout_s=5)
 

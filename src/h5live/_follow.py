@@ -16,8 +16,9 @@ Contract
   length or the pre-sized key size. It stops at the first key that shows no progress. Keys are
   combined as booleans, never multiplied.
 - The follower stops (``stop_reason``) when the keys cover the whole fixed scan shape
-  (``"complete"``), when the finished dataset is non-zero (``"finished"``; the keys are read
-  once more after the flag is first seen, because the writer sets keys before the flag), or
+  (``"complete"``), when the finished dataset is non-zero (``"finished"``; read on polls that
+  find no new frame, at most every ``finished_interval_s``; the keys are read once more after
+  the flag is first seen, because the writer sets keys before the flag), or
   when no frame has completed for ``timeout`` seconds of waiting (``"timeout"``). Every
   complete frame is delivered before iteration stops.
 - A key that drops back to zero below the frontier is reported (a warning, or an error in
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -94,6 +96,9 @@ class FollowPolicy:
     strict
         Raise :class:`~h5live.errors.KeyRegressionError` when a key drops back to zero,
         instead of warning.
+    finished_interval_s
+        While no frame completes, read the finished flag at most this often. It only decides
+        when to stop, so reading it on every poll would double the cost of an idle poll.
     """
 
     poll_interval_s: float = 0.001
@@ -101,6 +106,7 @@ class FollowPolicy:
     gap_timeout_s: float = 5.0
     gap_lookahead: int = 65536
     strict: bool = False
+    finished_interval_s: float = 0.01
 
     def __post_init__(self) -> None:
         if not (self.poll_interval_s >= 0 and math.isfinite(self.poll_interval_s)):
@@ -117,6 +123,11 @@ class FollowPolicy:
             raise ValueError(
                 f"gap_timeout_s must be >= 0, got {self.gap_timeout_s!r}. Fix: pass the seconds "
                 "a gap may stay open before it is skipped."
+            )
+        if not (self.finished_interval_s >= 0 and math.isfinite(self.finished_interval_s)):
+            raise ValueError(
+                f"finished_interval_s must be a finite number >= 0, got "
+                f"{self.finished_interval_s!r}. Fix: pass seconds between finished-flag reads."
             )
         if self.gap_lookahead < 1:
             raise ValueError(
@@ -207,10 +218,22 @@ def refresh_dataset(dataset: Any) -> None:
 class _KeyView:
     """One key dataset seen as a flat run of frames."""
 
-    __slots__ = ("align", "dataset", "dims", "dtype_checked", "extent", "filename", "name", "shape")
+    __slots__ = (
+        "align",
+        "dataset",
+        "dims",
+        "dsid",
+        "dtype_checked",
+        "extent",
+        "filename",
+        "name",
+        "shape",
+    )
 
     def __init__(self, dataset: Any, dims: int) -> None:
         self.dataset = dataset
+        # For h5py datasets the extent comes from one low-level dataspace query per refresh.
+        self.dsid = dataset.id if isinstance(dataset, h5py.Dataset) else None
         self.filename, self.name = dataset_label(dataset)
         self.dims = dims
         self.shape: tuple[int, ...] = tuple(int(n) for n in dataset.shape[:dims])
@@ -230,7 +253,8 @@ class _KeyView:
     def refresh(self, frontier: int) -> None:
         try:
             refresh_dataset(self.dataset)
-            shape = tuple(int(n) for n in self.dataset.shape[: self.dims])
+            full = self.dataset.shape if self.dsid is None else self.dsid.get_space().shape
+            shape = tuple(int(n) for n in full[: self.dims])
         except (RuntimeError, OSError) as exc:
             raise self._fail(exc, "refresh") from exc
         if shape[1:] != self.shape[1:] and frontier >= stable_prefix(self.shape, shape):
@@ -391,6 +415,7 @@ class KeyFollower:
         self._gap_idx = np.empty(0, dtype=np.int64)
         self._gap_seen = np.empty(0, dtype=np.float64)
         self._last_gap_scan = -math.inf
+        self._last_finished_read = -math.inf
         self._file: Any | None = None
         self._closed = False
         self.check_datasets()
@@ -697,12 +722,25 @@ class KeyFollower:
                     self.current_max + 1,
                 )
 
-    def _poll_once(self) -> bool:
-        """One poll: keys, then (when idle) the finished flag. True if the frontier moved."""
+    def _finished_now(self, force: bool) -> bool:
+        """Read the finished flag if it is due (see ``FollowPolicy.finished_interval_s``)."""
+        if self.finished_dataset is None:
+            return False
+        now = self._clock()
+        if not force and now - self._last_finished_read < self.policy.finished_interval_s:
+            return False
+        self._last_finished_read = now
+        return self._read_finished()
+
+    def _poll_once(self, *, last: bool = False) -> bool:
+        """One poll: keys, then (when idle) the finished flag. True if the frontier moved.
+
+        ``last``: the poll before a timeout stop, which reads the flag whenever it is due or not.
+        """
         moved = self._advance()
         if self._total is not None and self.current_max >= self._total - 1:
             self._stop("complete")
-        elif not moved and self.finished_dataset is not None and self._read_finished():
+        elif not moved and self._finished_now(force=last):
             self.finished_set = True
             moved = self._advance(final=True) or moved  # keys are set before the flag
             self._stop("finished")
@@ -714,13 +752,14 @@ class KeyFollower:
         while self.current_max < target:
             if self.stop_reason is not None:
                 return False
-            if self._poll_once():
+            now = self._clock()
+            timed_out = self.timeout is not None and now - idle_since >= self.timeout
+            if self._poll_once(last=timed_out):
                 idle_since = self._clock()
                 continue
             if self.stop_reason is not None:
                 return self.current_max >= target
-            now = self._clock()
-            if self.timeout is not None and now - idle_since >= self.timeout:
+            if timed_out:  # that poll was the last key read, and it read the flag too
                 self._stop("timeout")
                 return False
             if deadline is not None and now >= deadline:

@@ -20,7 +20,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -90,8 +90,9 @@ class WriterConfig:
         ``timestamp_path`` (NaN until written), for latency measurements.
     key_trailing_ones
         Append this many size-1 dims to the key shape (Diamond writes keys as ``(..., 1, 1)``).
-    hold
-        A writer process waits for :meth:`WriterProcess.go` before writing frames.
+    hold_at
+        A writer process pauses before writing frame ``hold_at`` (0: before any frame) until
+        :meth:`WriterProcess.go` is called, so that a test can act at a known point.
     seed
         Seed for key order and jitter.
     """
@@ -118,7 +119,7 @@ class WriterConfig:
     regressions: tuple[tuple[int, int], ...] = ()
     timestamps: bool = False
     key_trailing_ones: int = 0
-    hold: bool = False
+    hold_at: int | None = None
     seed: int = 0
     data_path: str = "/entry/data/data"
     keys_group: str = "/entry/keys"
@@ -441,8 +442,13 @@ class SimulatedWriter:
 
     # ------------------------------------------------------------------ the whole acquisition
 
-    def run(self) -> dict[str, Any]:
+    def run(self, on_hold: Callable[[], object] | None = None) -> dict[str, Any]:
         """Write the whole scan at ``frame_rate_hz``, as configured.
+
+        Parameters
+        ----------
+        on_hold
+            Called once before frame ``hold_at`` is written (a writer process waits there).
 
         Returns
         -------
@@ -452,13 +458,21 @@ class SimulatedWriter:
         c = self.config
         total = min([c.n_frames, *(n for n in (c.crash_after, c.stop_after) if n is not None)])
         start = time.perf_counter()
+        held = c.hold_at is None or on_hold is None
         while self.frames_keyed < total:
+            if on_hold is not None and not held and self.frames_keyed >= (c.hold_at or 0):
+                held = True
+                on_hold()
+                start = time.perf_counter() - self.frames_keyed / (c.frame_rate_hz or math.inf)
             if c.frame_rate_hz:
                 due = start + self.frames_keyed / c.frame_rate_hz
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            self.append(min(c.flush_every, total - self.frames_keyed))
+            batch = min(c.flush_every, total - self.frames_keyed)
+            if not held:
+                batch = min(batch, (c.hold_at or 0) - self.frames_keyed)
+            self.append(batch)
             self.flush_keys()
         crashed = c.crash_after is not None and c.crash_after == total < c.n_frames
         if not crashed:
@@ -570,7 +584,7 @@ class WriterProcess:
         return self
 
     def go(self) -> None:
-        """Let a writer started with ``hold=True`` begin writing frames."""
+        """Let a writer that pauses at ``hold_at`` go on."""
         if self._proc is None or self._proc.stdin is None:
             raise RuntimeError("the writer process is not started")
         self._proc.stdin.write("go\n")
@@ -589,7 +603,7 @@ class WriterProcess:
         if self._proc is None:
             raise RuntimeError("the writer process is not started")
         out, err = self._proc.communicate(
-            input="go\n" if self.config.hold else None, timeout=timeout_s
+            input="go\n" if self.config.hold_at is not None else None, timeout=timeout_s
         )
         self.stderr = err
         lines = [line for line in out.splitlines() if line.startswith("{")]
@@ -645,9 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = WriterConfig.from_json(args.config) if args.config != "{}" else WriterConfig()
     writer = SimulatedWriter(args.path, config)
     print("READY", flush=True)
-    if config.hold:
-        sys.stdin.readline()
-    summary = writer.run()
+    summary = writer.run(on_hold=sys.stdin.readline)
     if summary["crashed"]:
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # no close: a crash leaves the file as it is
