@@ -29,7 +29,9 @@ pytest: install
 
 test: lint typecheck pytest
 
+# Full benchmark runs: they need the bench extra (matplotlib) and update benchmarks/RESULTS.md.
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/bench_follow.py
 
 clean:

@@ -1,0 +1,253 @@
+"""The ``h5live`` command: a thin layer over the public API.
+
+Exit codes: 0 done, 1 error (one line on stderr; the traceback with ``--debug``), 2 usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from h5live import __version__
+from h5live._follow import FollowPolicy, KeyFollower
+from h5live.errors import H5LiveError
+
+__all__ = ["main"]
+
+
+def _progress(total: int | None, description: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="frame", file=sys.stderr, dynamic_ncols=True)
+
+
+def follow_with_progress(
+    follower: KeyFollower,
+    *,
+    total: int | None,
+    description: str,
+    on_range: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Iterate a follower's ranges with a progress bar; return a summary of the run."""
+    started = time.monotonic()
+    first: float | None = None
+    frames = 0
+    with _progress(total if total is not None else follower.total, description) as bar:
+        for start, stop in follower.iter_ranges():
+            if first is None:
+                first = time.monotonic()
+            if on_range is not None:
+                on_range(start, stop)
+            frames += stop - start
+            bar.update(stop - start)
+    ended = time.monotonic()
+    span = ended - (first if first is not None else started)
+    return {
+        "frames": frames,
+        "frontier": follower.current_max,
+        "stop_reason": follower.stop_reason,
+        "skipped": follower.skipped,
+        "elapsed_s": round(ended - started, 3),
+        "frames_per_s": round(frames / span, 1) if span > 0 else None,
+    }
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    width = max(len(name) for name in summary)
+    for name, value in summary.items():
+        print(f"{name.replace('_', ' '):<{width}}  {value}")
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def _cmd_follow(args: argparse.Namespace) -> int:
+    policy = FollowPolicy(gaps=args.gaps, gap_timeout_s=args.gap_timeout)
+    with KeyFollower.from_path(
+        args.source,
+        args.keys,
+        args.finished,
+        timeout=args.timeout,
+        open_timeout_s=args.open_timeout,
+        policy=policy,
+    ) as follower:
+        summary = follow_with_progress(follower, total=None, description=Path(args.source).name)
+    _print_summary({"source": str(args.source), **summary}, args.json)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from h5live.testing import SimulatedWriter
+
+    with SimulatedWriter(
+        args.destination,
+        scan_shape=tuple(args.scan),
+        frame_shape=tuple(args.frame),
+        dtype=args.dtype,
+        frame_rate_hz=args.rate,
+        n_keys=args.keys,
+        presized=args.presized,
+        compression=args.compression,
+        timestamps=True,
+    ) as writer:
+        print(f"writing {writer.config.n_frames} frames to {args.destination}", file=sys.stderr)
+        summary = writer.run()
+    _print_summary({"destination": str(args.destination), **summary}, args.json)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from h5live.testing import WriterProcess
+
+    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="h5live-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "acquisition.h5"
+    print(
+        f"Simulated detector: {args.frames} frames of 128x128 uint16 at {args.rate:g} frames/s "
+        f"into {path}\nFollowing it live from this process...",
+        file=sys.stderr,
+    )
+    yielded = np.full(args.frames, np.nan)
+
+    def stamp(start: int, stop: int) -> None:
+        yielded[start:stop] = time.time()
+
+    with WriterProcess(
+        path,
+        scan_shape=(args.frames,),
+        frame_shape=(128, 128),
+        frame_rate_hz=args.rate,
+        n_keys=2,
+        key_order="random",
+        timestamps=True,
+        hold_at=0,
+    ) as writer:
+        writer.start()
+        with KeyFollower.from_path(path, timeout=args.timeout) as follower:
+            writer.go()
+            summary = follow_with_progress(
+                follower, total=args.frames, description="following", on_range=stamp
+            )
+            flushed = follower.key_datasets[0].file["/entry/flush_time"]
+            flushed.refresh()
+            latency_ms = (yielded - flushed[...]) * 1e3
+        writer.wait()
+    latency_ms = latency_ms[np.isfinite(latency_ms)]
+    mb = summary["frames"] * 128 * 128 * 2 / 1e6
+    result = {
+        "source": str(path),
+        **summary,
+        "mb_per_s": round(mb / summary["elapsed_s"], 1) if summary["elapsed_s"] else None,
+        "latency_p50_ms": round(float(np.percentile(latency_ms, 50)), 2)
+        if latency_ms.size
+        else None,
+        "latency_p99_ms": round(float(np.percentile(latency_ms, 99)), 2)
+        if latency_ms.size
+        else None,
+        "writer_frames_per_s": round(writer.summary["rate_hz"], 1) if writer.summary else None,
+    }
+    _print_summary(result, args.json)
+    complete = summary["frames"] == args.frames and summary["stop_reason"] == "finished"
+    return 0 if complete else 1
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 or 'none', got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="h5live",
+        description="Follow HDF5 files while they are written (SWMR).",
+    )
+    parser.add_argument("--version", action="version", version=f"h5live {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    follow = sub.add_parser("follow", help="show the live progress of a source")
+    follow.add_argument("source", help="HDF5 file being written")
+    follow.add_argument("--keys", nargs="+", help="key dataset paths (default: found in the file)")
+    follow.add_argument("--finished", help="finished dataset path (default: found in the file)")
+    follow.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="idle timeout in s, or 'none' (default 10)"
+    )
+    follow.add_argument(
+        "--open-timeout", type=float, default=10.0, help="wait this long for the file (default 10)"
+    )
+    follow.add_argument("--gaps", choices=("block", "skip"), default="block", help="gap policy")
+    follow.add_argument("--gap-timeout", type=float, default=5.0, help="skip gaps open this long")
+    follow.add_argument("--json", action="store_true", help="print the summary as JSON")
+    follow.set_defaults(run=_cmd_follow)
+
+    simulate = sub.add_parser("simulate", help="write a simulated detector acquisition")
+    simulate.add_argument("destination", help="HDF5 file to write (overwritten)")
+    simulate.add_argument(
+        "--scan", type=_positive_int, nargs="+", default=[1000], help="scan shape"
+    )
+    simulate.add_argument("--frame", type=int, nargs="*", default=[64, 64], help="frame shape")
+    simulate.add_argument("--dtype", default="uint16")
+    simulate.add_argument("--rate", type=float, default=None, help="frames/s (default: max)")
+    simulate.add_argument("--keys", type=_positive_int, default=1, help="number of key datasets")
+    simulate.add_argument("--presized", action="store_true", help="full scan shape from the start")
+    simulate.add_argument("--compression", default=None, help="gzip, lzf, zstd, lz4, blosc, ...")
+    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    simulate.set_defaults(run=_cmd_simulate)
+
+    demo = sub.add_parser("demo", help="follow a simulated acquisition live, with a summary")
+    demo.add_argument("--frames", type=_positive_int, default=4000, help="default 4000")
+    demo.add_argument("--rate", type=float, default=1000.0, help="frames/s (default 1000)")
+    demo.add_argument("--timeout", type=_seconds, default=10.0, help="idle timeout in s")
+    demo.add_argument("--dir", help="where to write the acquisition (default: a temp folder)")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``h5live`` command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="h5live: %(levelname)s: %(message)s",
+    )
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        print("h5live: interrupted", file=sys.stderr)
+        return 130
+    except (H5LiveError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"h5live: error: {exc}", file=sys.stderr)
+        return 1
+    return code

@@ -1,0 +1,66 @@
+"""The h5live command: demo, follow, simulate; exit codes and error lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from h5live._cli import main
+from h5live.errors import SourceNotReadyError
+
+pytestmark = pytest.mark.live
+
+
+def test_demo_follows_a_live_acquisition_to_a_summary(tmp_path, capsys):
+    code = main(["demo", "--frames", "400", "--rate", "4000", "--dir", str(tmp_path), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["frames"] == 400
+    assert summary["stop_reason"] == "finished"
+    assert summary["latency_p50_ms"] > 0
+    assert summary["latency_p99_ms"] >= summary["latency_p50_ms"]
+    assert (tmp_path / "acquisition.h5").exists()
+
+
+def test_simulate_then_follow(tmp_path, capsys):
+    path = tmp_path / "sim.h5"
+    assert main(["simulate", str(path), "--scan", "5", "6", "--frame", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 30
+    assert main(["follow", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 30
+    assert summary["stop_reason"] in ("finished", "complete")
+
+
+def test_missing_source_is_one_clear_line_and_exit_1(tmp_path, capsys):
+    code = main(["follow", str(tmp_path / "absent.h5"), "--open-timeout", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1
+    assert err[0].startswith("h5live: error: no file at")
+    assert "absent.h5" in err[0]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(SourceNotReadyError):
+        main(["--debug", "follow", str(tmp_path / "absent.h5"), "--open-timeout", "0"])
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["follow"])
+    assert info.value.code == 2
+    assert "source" in capsys.readouterr().err
+
+
+def test_installed_entry_point_runs():
+    script = Path(sys.executable).with_name("h5live")
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("h5live ")
