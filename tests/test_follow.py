@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import pickle
@@ -214,6 +215,34 @@ def test_idle_poll_reads_only_the_window_after_the_frontier(simulated_writer, n_
     assert max(key.reads) <= 2048  # one chunk-aligned window: the frontier's chunk and the next
 
 
+class CountingFile(io.FileIO):
+    """A file object that counts the bytes HDF5 reads through it (h5py's fileobj driver)."""
+
+    bytes_read = 0
+
+    def readinto(self, buffer):
+        n = super().readinto(buffer)
+        self.bytes_read += n or 0
+        return n
+
+
+@pytest.mark.parametrize("n_frames", [10**3, 10**6], ids=["1e3", "1e6"])
+def test_idle_poll_of_h5py_keys_reads_the_same_few_bytes_whatever_the_scan(tmp_path, n_frames):
+    path = tmp_path / "keys.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        chunks = (min(n_frames, 1024),)
+        keys = f.create_dataset("k", shape=(n_frames,), dtype="i8", chunks=chunks, fillvalue=0)
+        keys[: n_frames // 2] = 1
+    with CountingFile(path, "rb") as raw, h5py.File(raw, "r") as f:
+        follower = KeyFollower([f["k"]], timeout=0)
+        assert follower.poll() == n_frames // 2 - 1
+        before = raw.bytes_read
+        for _ in range(10):
+            follower.poll()
+        per_poll = (raw.bytes_read - before) / 10
+    assert per_poll <= 32 * 1024  # a couple of 8 KiB key chunks and metadata, not 8 MB
+
+
 def test_catching_up_reads_geometrically_growing_windows(tmp_path):
     keys = np.ones(10**6, dtype=np.int64)
     keys[-1] = 0
@@ -309,7 +338,7 @@ def test_iter_ranges_yields_newly_complete_ranges(simulated_writer):
     clock.after(2.0, lambda: (write(writer, 8), writer.finish()))
     follower = follower_for(writer, clock, timeout=5)
     assert list(follower.iter_ranges()) == [(0, 5), (5, 12), (12, 20)]
-    assert follower.stop_reason in ("finished", "complete")
+    assert follower.stop_reason == "finished"
 
 
 def test_iter_ranges_splits_at_max_frames(simulated_writer):
@@ -427,6 +456,18 @@ def test_is_finished_follows_swmr_tools_meaning(simulated_writer):
     assert follower.is_finished()
 
 
+def test_reset_after_a_finished_stop_hands_out_the_same_frames(simulated_writer):
+    writer = simulated_writer(scan_shape=(8,))
+    write(writer, 5)
+    writer.finish()
+    follower = KeyFollower(writer.keys, 5, writer.finished)
+    assert list(follower) == list(range(5))
+    assert follower.stop_reason == "finished"
+    follower.reset()
+    assert list(follower) == list(range(5))
+    assert follower.stop_reason == "finished"
+
+
 def test_reset_hands_out_frames_again_from_zero(simulated_writer):
     writer = simulated_writer(scan_shape=(5,))
     write(writer, 5)
@@ -446,8 +487,9 @@ def test_key_back_to_zero_warns_and_the_frontier_holds(simulated_writer):
     follower = KeyFollower(writer.keys, timeout=0)
     assert [next(follower) for _ in range(10)] == list(range(10))
     writer.set_keys(0, [9], value=0)
-    with pytest.warns(KeyRegressionWarning, match=r"frame\(s\) \[9\].*frontier 9"):
+    with pytest.warns(KeyRegressionWarning, match=r"frame\(s\) \[9\].*frontier 9") as record:
         assert follower.poll() == 9
+    assert record[0].filename == __file__  # the warning points at the caller's line
     write(writer, 5)
     assert list(follower) == list(range(10, 15))
     assert follower.regressions == [9]
@@ -562,6 +604,57 @@ def test_skip_policy_skips_remaining_gaps_at_once_when_finished(simulated_writer
     assert clock() < 1
 
 
+def test_skip_policy_delivers_past_open_gaps_when_the_timeout_stops_it(simulated_writer):
+    # The writer died with a gap open: nothing will close it, so giving up delivers every
+    # complete frame, as the finished flag would, instead of dropping them silently.
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(30,), gaps=(5,), finished=False)
+    write(writer, 20)
+    follower = follower_for(writer, clock, timeout=2, gaps="skip", gap_timeout_s=5)
+    assert list(follower) == [i for i in range(20) if i != 5]
+    assert follower.stop_reason == "timeout"
+    assert follower.skipped == [5]
+    assert clock() < 2.1
+
+
+def test_skip_policy_finds_a_gap_longer_than_its_first_probe(simulated_writer):
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(2000,), frame_shape=(), gaps=tuple(range(5, 900)))
+    write(writer, 1000)
+    follower = follower_for(writer, clock, timeout=60, gaps="skip", gap_timeout_s=1)
+    delivered = [next(follower) for _ in range(105)]
+    assert delivered == [*range(5), *range(900, 1000)]
+    assert follower.skipped == list(range(5, 900))
+    assert clock() < 5
+
+
+def entries_read_while_idle(writer: SimulatedWriter, gaps: str) -> int:
+    clock = FakeClock()
+    key = RecordingDataset(writer.keys[0])
+    policy = FollowPolicy(gaps=gaps, gap_timeout_s=0.08)  # skip: a gap scan every 10 ms
+    follower = KeyFollower([key], timeout=1.0, policy=policy, clock=clock, sleep=clock.sleep)
+    assert list(follower) == list(range(10))
+    return sum(key.reads)
+
+
+def test_skip_policy_looks_ahead_cheaply_when_there_is_no_gap(simulated_writer):
+    writer = simulated_writer(scan_shape=(10**6,), frame_shape=(), presized=True)
+    write(writer, 10)
+    block = entries_read_while_idle(writer, "block")
+    skip = entries_read_while_idle(writer, "skip")
+    assert skip < 2.5 * block  # scanning the whole 65536-frame lookahead each time: ~4x
+
+
+def test_iter_ranges_with_max_frames_never_spans_a_skipped_frame(simulated_writer):
+    writer = simulated_writer(scan_shape=(12,), gaps=(4,))
+    write(writer, 12)
+    writer.finish()
+    follower = KeyFollower(
+        writer.keys, 1, writer.finished, policy=FollowPolicy(gaps="skip", gap_timeout_s=0)
+    )
+    assert list(follower.iter_ranges(max_frames=3)) == [(0, 3), (3, 4), (5, 8), (8, 11), (11, 12)]
+
+
 def test_iter_ranges_never_spans_a_skipped_frame(simulated_writer):
     writer = simulated_writer(scan_shape=(10,), gaps=(3, 4, 8))
     write(writer, 10)
@@ -582,6 +675,23 @@ def test_repr_says_file_keys_frontier_and_state(simulated_writer):
     write(writer, 5)
     list(follower)
     assert repr(follower).endswith("frontier=4/5 finished=False stopped='complete'>")
+
+
+def test_a_closed_follower_refuses_to_poll(simulated_writer):
+    follower = KeyFollower(simulated_writer().keys, timeout=0)
+    follower.close()
+    with pytest.raises(ValueError, match=r"KeyFollower of .*scan\.h5' is closed"):
+        follower.poll()
+    with pytest.raises(ValueError, match="is closed"):
+        next(follower)
+
+
+def test_keys_whose_file_was_closed_give_a_clear_error(tmp_path):
+    f = h5py.File(tmp_path / "k.h5", "w", libver="latest")
+    follower = KeyFollower([f.create_dataset("k", data=[1, 1], maxshape=(None,))], timeout=0)
+    f.close()
+    with pytest.raises(KeyDatasetError, match="its file is closed"):
+        follower.poll()
 
 
 def test_duck_typed_numpy_keys_are_followed():

@@ -67,7 +67,7 @@ def test_finished_right_after_the_last_keys_loses_no_frame(writer_process, seed,
 
 def test_writer_crash_stops_after_the_timeout_with_exactly_the_complete_frames(writer_process):
     process = writer_process(scan_shape=(300,), crash_after=123, frame_rate_hz=3000, hold_at=0)
-    with KeyFollower.from_path(process.path, timeout=0.5) as follower:
+    with KeyFollower.from_path(process.path, timeout=3) as follower:
         process.go()
         delivered = list(follower)
     assert process.wait() == CRASH_EXIT_CODE
@@ -116,12 +116,17 @@ def test_gap_blocks_by_default(writer_process):
 
 
 def test_gap_is_skipped_with_the_skip_policy(writer_process):
-    process = writer_process(scan_shape=(200,), gaps=(50, 51, 120), frame_rate_hz=2000)
+    # The writer pauses after frame 149 without finishing: only the gap timer can pass the
+    # gaps at 50, 51 and 120 (no timeout, no finished flag yet).
+    process = writer_process(scan_shape=(200,), gaps=(50, 51, 120), hold_at=150)
     policy = FollowPolicy(gaps="skip", gap_timeout_s=0.05)
-    with KeyFollower.from_path(process.path, timeout=30, policy=policy) as follower:
+    with KeyFollower.from_path(process.path, timeout=None, policy=policy) as follower:
+        assert follower.wait_for(149, timeout_s=60)
+        assert follower.skipped == [50, 51, 120]
+        process.go()
         delivered = list(follower)
     assert delivered == [i for i in range(200) if i not in (50, 51, 120)]
-    assert follower.skipped == [50, 51, 120]
+    assert follower.stop_reason == "finished"
     assert process.wait() == 0
 
 

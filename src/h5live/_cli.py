@@ -63,13 +63,32 @@ def follow_with_progress(
     }
 
 
+_LABELS = {
+    "frames": "frames delivered",
+    "frontier": "frontier (last complete index)",
+    "stop_reason": "stop reason",
+    "skipped": "skipped frames",
+    "elapsed_s": "elapsed (s)",
+    "frames_per_s": "frames/s",
+    "mb_per_s": "MB/s",
+    "latency_p50_ms": "latency p50, flush to follower (ms)",
+    "latency_p99_ms": "latency p99, flush to follower (ms)",
+    "writer_frames_per_s": "writer frames/s",
+    "rate_hz": "frames/s",
+    "cpu_s": "CPU (s)",
+}
+
+
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    """Print a summary: JSON with unit-suffixed keys, or aligned labelled lines."""
     if as_json:
         print(json.dumps(summary))
         return
-    width = max(len(name) for name in summary)
+    labels = {name: _LABELS.get(name, name.replace("_", " ")) for name in summary}
+    width = max(len(label) for label in labels.values())
     for name, value in summary.items():
-        print(f"{name.replace('_', ' '):<{width}}  {value}")
+        shown = f"{value:.2f}" if isinstance(value, float) else value
+        print(f"{labels[name]:<{width}}  {shown}")
 
 
 # ---------------------------------------------------------------- subcommands
@@ -161,8 +180,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "writer_frames_per_s": round(writer.summary["rate_hz"], 1) if writer.summary else None,
     }
     _print_summary(result, args.json)
-    complete = summary["frames"] == args.frames and summary["stop_reason"] == "finished"
-    return 0 if complete else 1
+    if summary["frames"] != args.frames or summary["stop_reason"] != "finished":
+        print(
+            f"h5live: error: the demo followed {summary['frames']} of {args.frames} frames "
+            f"(stop reason {summary['stop_reason']!r}). Fix: rerun with --debug to see why.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 # ---------------------------------------------------------------- parser
@@ -173,6 +198,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _paths(text: str) -> list[str]:
+    paths = [path.strip() for path in text.split(",") if path.strip()]
+    if not paths:
+        raise argparse.ArgumentTypeError(f"expected comma-separated dataset paths, got {text!r}")
+    return paths
 
 
 def _seconds(text: str) -> float | None:
@@ -195,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     follow = sub.add_parser("follow", help="show the live progress of a source")
     follow.add_argument("source", help="HDF5 file being written")
-    follow.add_argument("--keys", nargs="+", help="key dataset paths (default: found in the file)")
+    follow.add_argument(
+        "--keys",
+        type=_paths,
+        help="key dataset (or key group) paths, comma-separated (default: found in the file)",
+    )
     follow.add_argument("--finished", help="finished dataset path (default: found in the file)")
     follow.add_argument(
         "--timeout", type=_seconds, default=10.0, help="idle timeout in s, or 'none' (default 10)"

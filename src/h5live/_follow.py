@@ -36,25 +36,30 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 
+from h5live._gaps import GapTracker
+from h5live._keys import (
+    MIN_WINDOW,
+    NO_LIMIT,
+    FinishedFlag,
+    KeyView,
+    check_key_dataset,
+    dataset_label,
+    stable_prefix,
+)
 from h5live._source import (
     Clock,
     Sleep,
     SourceSpec,
-    contiguous_message,
-    is_contiguous_failure,
-    is_unallocated_contiguous,
 )
 from h5live.errors import (
-    FinishedDatasetError,
     FollowTimeout,
     KeyDatasetError,
     KeyRegressionError,
@@ -68,10 +73,15 @@ logger = logging.getLogger(__name__)
 StopReason = Literal["finished", "timeout", "complete"]
 GapPolicy = Literal["block", "skip"]
 
-_MIN_WINDOW = 64  # flat entries read by the first window of a poll, at least
-_MAX_WINDOW = 1 << 20  # a catch-up read never takes more than this many entries at once
-_MAX_ALIGN = 1 << 16  # chunk alignment is a hint; ignore it for enormous chunks
-_NO_LIMIT = sys.maxsize
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside h5live."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("h5live."):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,8 @@ class FollowPolicy:
     ----------
     poll_interval_s
         Sleep between polls while waiting. The default (1 ms) keeps the median delay from a
-        key flush to its frame being yielded well under 5 ms; an idle poll costs a few tens of
-        microseconds, so this is a few percent of one core while waiting.
+        key flush to its frame being yielded around 1 ms. An idle poll costs about 0.1-0.3 ms
+        (mostly HDF5 reloading the refreshed key dataset), whatever the scan length.
     gaps
         ``"block"`` (default, as swmr_tools): a key left at 0 holds the frontier until it is
         set. ``"skip"``: once frames after it are complete, an index whose keys stay unset for
@@ -134,196 +144,6 @@ class FollowPolicy:
                 f"gap_lookahead must be >= 1, got {self.gap_lookahead!r}. Fix: pass how many "
                 "frames past the frontier to inspect for complete frames."
             )
-
-
-def scan_rank_of(maxshape: Sequence[int | None]) -> int:
-    """The scan rank of a key: its rank without trailing size-1 dims (as swmr_tools counts)."""
-    rank = len(maxshape)
-    while rank > 0 and maxshape[rank - 1] == 1:
-        rank -= 1
-    return rank
-
-
-def _align_up(value: int, step: int) -> int:
-    return -(-value // step) * step
-
-
-def _first_zero(values: npt.NDArray[Any]) -> int | None:
-    """Index of the first zero in a 1-D array, or None."""
-    if values.size == 0:
-        return None
-    zero = values == 0
-    i = int(zero.argmax())
-    return i if zero[i] else None
-
-
-def flat_boxes(lo: int, hi: int, shape: Sequence[int]) -> list[tuple[slice, ...]]:
-    """Hyperslabs that cover flat C-order indices ``[lo, hi)`` of ``shape``, in order.
-
-    At most ``2 * len(shape) - 1`` boxes; reading each and concatenating their raveled
-    contents gives the flat range.
-    """
-    if len(shape) == 1:
-        return [(slice(lo, hi),)]
-    inner = math.prod(shape[1:])
-    first, last = lo // inner, (hi - 1) // inner
-    if first == last:
-        head = slice(first, first + 1)
-        return [
-            (head, *box) for box in flat_boxes(lo - first * inner, hi - first * inner, shape[1:])
-        ]
-    boxes: list[tuple[slice, ...]] = []
-    if lo % inner:
-        boxes += [
-            (slice(first, first + 1), *box) for box in flat_boxes(lo % inner, inner, shape[1:])
-        ]
-        first += 1
-    tail = hi - last * inner
-    whole_stop = last + 1 if tail == inner else last
-    if first < whole_stop:
-        boxes.append((slice(first, whole_stop), *(slice(None),) * (len(shape) - 1)))
-    if tail != inner:
-        boxes += [(slice(last, last + 1), *box) for box in flat_boxes(0, tail, shape[1:])]
-    return boxes
-
-
-def stable_prefix(old: Sequence[int], new: Sequence[int]) -> int:
-    """How many leading flat indices keep their scan position when the shape changes.
-
-    Growth of the first (slowest) axis renumbers nothing; a change of an inner axis renumbers
-    every index from the first one whose position differs.
-    """
-    changed = [axis for axis in range(1, len(old)) if old[axis] != new[axis]]
-    if not changed:
-        return _NO_LIMIT
-    axis = changed[-1]
-    return min(old[axis], new[axis]) * math.prod(old[axis + 1 :])
-
-
-def dataset_label(dataset: Any) -> tuple[str, str]:
-    """(file name, dataset name) of an h5py dataset or a dataset-like object, for messages."""
-    name = getattr(dataset, "name", None) or type(dataset).__name__
-    file = getattr(dataset, "file", None)
-    filename = getattr(file, "filename", None) or "<no file>"
-    return str(filename), str(name)
-
-
-def refresh_dataset(dataset: Any) -> None:
-    """Call ``dataset.refresh()`` if it has one (h5py datasets do; arrays need not)."""
-    refresh = getattr(dataset, "refresh", None)
-    if refresh is not None:
-        refresh()
-
-
-class _KeyView:
-    """One key dataset seen as a flat run of frames."""
-
-    __slots__ = (
-        "align",
-        "dataset",
-        "dims",
-        "dsid",
-        "dtype_checked",
-        "extent",
-        "filename",
-        "name",
-        "shape",
-    )
-
-    def __init__(self, dataset: Any, dims: int) -> None:
-        self.dataset = dataset
-        # For h5py datasets the extent comes from one low-level dataspace query per refresh.
-        self.dsid = dataset.id if isinstance(dataset, h5py.Dataset) else None
-        self.filename, self.name = dataset_label(dataset)
-        self.dims = dims
-        self.shape: tuple[int, ...] = tuple(int(n) for n in dataset.shape[:dims])
-        self.extent = math.prod(self.shape)
-        chunks = getattr(dataset, "chunks", None)
-        flat_chunk = math.prod(chunks[:dims]) if chunks else 1
-        self.align = max(1, min(flat_chunk, _MAX_ALIGN))
-        self.dtype_checked = False
-
-    def _fail(self, exc: BaseException, doing: str) -> KeyDatasetError:
-        if is_contiguous_failure(exc):
-            return KeyDatasetError(contiguous_message("key", self.name, self.filename))
-        return KeyDatasetError(
-            f"cannot {doing} key dataset {self.name!r} in {self.filename!r}: {exc}"
-        )
-
-    def refresh(self, frontier: int) -> None:
-        try:
-            refresh_dataset(self.dataset)
-            full = self.dataset.shape if self.dsid is None else self.dsid.get_space().shape
-            shape = tuple(int(n) for n in full[: self.dims])
-        except (RuntimeError, OSError) as exc:
-            raise self._fail(exc, "refresh") from exc
-        if shape[1:] != self.shape[1:] and frontier >= stable_prefix(self.shape, shape):
-            raise KeyDatasetError(
-                f"key dataset {self.name!r} in {self.filename!r} changed its inner scan dims "
-                f"from {self.shape} to {shape} after frame {frontier} was delivered, which "
-                "would renumber delivered frames. Fix: the writer must fix the inner scan dims "
-                "(all but the first) before the first row is complete, e.g. by pre-sizing them."
-            )
-        self.shape = shape
-        self.extent = math.prod(shape)
-
-    def read(self, lo: int, hi: int) -> npt.NDArray[Any]:
-        """Key values at flat indices ``[lo, hi)`` (``hi <= extent``), raveled."""
-        try:
-            if self.dims == 1:
-                values = np.asarray(self.dataset[lo:hi, ...]).reshape(-1)
-            else:
-                selections = [(*box, Ellipsis) for box in flat_boxes(lo, hi, self.shape)]
-                parts = [np.asarray(self.dataset[sel]).reshape(-1) for sel in selections]
-                values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        except (RuntimeError, OSError) as exc:
-            raise self._fail(exc, "read") from exc
-        if not self.dtype_checked:
-            self.dtype_checked = True
-            if values.dtype.kind not in "iub":
-                raise KeyDatasetError(
-                    f"key dataset {self.name!r} in {self.filename!r} has dtype {values.dtype} "
-                    "but keys must be integers (0 = frame not written yet). Fix: have the "
-                    "writer store keys as an integer dataset with fill value 0."
-                )
-        return values
-
-    def run_end(
-        self,
-        start: int,
-        stop: int,
-        on_regression: Callable[[_KeyView, npt.NDArray[np.int64]], None],
-    ) -> int:
-        """End (exclusive) of the run of non-zero entries from ``start``, at most ``stop``.
-
-        The first read also covers the entries before ``start`` in the same chunk (at least
-        the frontier entry): they are free to read and reveal keys that went back to zero.
-        """
-        if self.extent < start:
-            on_regression(self, np.arange(self.extent, start, dtype=np.int64))
-            return start
-        pos = start
-        window = max(self.align, _MIN_WINDOW)
-        if start > 0:
-            lo = ((start - 1) // self.align) * self.align
-            hi = min(stop, _align_up(start + window, self.align)) if stop > start else start
-            values = self.read(lo, hi)
-            behind = values[: start - lo]
-            if not behind.all():
-                on_regression(self, np.flatnonzero(behind == 0).astype(np.int64) + lo)
-            zero = _first_zero(values[start - lo :])
-            if zero is not None:
-                return start + zero
-            pos = hi
-            window = min(window * 4, _MAX_WINDOW)
-        while pos < stop:
-            hi = min(stop, _align_up(pos + window, self.align))
-            zero = _first_zero(self.read(pos, hi))
-            if zero is not None:
-                return pos + zero
-            pos = hi
-            window = min(window * 4, _MAX_WINDOW)
-        return stop
 
 
 class KeyFollower:
@@ -408,15 +228,17 @@ class KeyFollower:
         self.stop_reason: StopReason | None = None
         self.scan_rank = -1
         self.maxshape: tuple[int | None, ...] | None = None
-        self._keys: list[_KeyView] = []
+        self._keys: list[KeyView] = []
         self._total: int | None = None
         self._skipped: list[int] = []
         self._regressed: set[int] = set()
-        self._gap_idx = np.empty(0, dtype=np.int64)
-        self._gap_seen = np.empty(0, dtype=np.float64)
-        self._last_gap_scan = -math.inf
+        self._gaps = GapTracker(
+            self.policy.gap_timeout_s, self.policy.gap_lookahead, initial_probe=MIN_WINDOW
+        )
+        self._polls = 0  # counts key reads, so that a poll refreshes each key at most once
         self._last_finished_read = -math.inf
         self._file: Any | None = None
+        self._finished: FinishedFlag | None = None
         self._closed = False
         self.check_datasets()
 
@@ -462,7 +284,8 @@ class KeyFollower:
         if isinstance(source, SourceSpec):
             if key_paths is not None or finished_path is not None:
                 raise ValueError(
-                    "pass key_paths and finished_path inside the SourceSpec, not beside it."
+                    f"got a SourceSpec and also key_paths={key_paths!r}, "
+                    f"finished_path={finished_path!r}. Fix: pass them inside the SourceSpec."
                 )
             spec = source
         else:
@@ -506,33 +329,7 @@ class KeyFollower:
                 "no key datasets given. Fix: pass at least one key dataset, or use "
                 "KeyFollower.from_path() to find them in a known layout."
             )
-        ranks = []
-        for dataset in self.key_datasets:
-            filename, name = dataset_label(dataset)
-            try:
-                maxshape = tuple(dataset.maxshape)
-                shape = tuple(dataset.shape)
-            except AttributeError as exc:
-                raise KeyDatasetError(
-                    f"key dataset {name!r} ({type(dataset).__name__}) has no shape/maxshape. "
-                    "Fix: pass h5py datasets or objects with maxshape, shape and __getitem__."
-                ) from exc
-            if not shape:
-                raise KeyDatasetError(
-                    f"key dataset {name!r} in {filename!r} is a scalar; keys are shaped like "
-                    "the scan. Fix: pass the scan-shaped key dataset (maybe this is the "
-                    "finished dataset?)."
-                )
-            dtype = getattr(dataset, "dtype", None)
-            if dtype is not None and np.dtype(dtype).kind not in "iub":
-                raise KeyDatasetError(
-                    f"key dataset {name!r} in {filename!r} has dtype {np.dtype(dtype)} but keys "
-                    "must be integers (0 = frame not written yet). Fix: have the writer store "
-                    "keys as an integer dataset with fill value 0."
-                )
-            if is_unallocated_contiguous(dataset):
-                raise KeyDatasetError(contiguous_message("key", name, filename))
-            ranks.append((name, maxshape, scan_rank_of(maxshape)))
+        ranks = [(dataset_label(d)[1], *check_key_dataset(d)) for d in self.key_datasets]
         if len({rank for _, _, rank in ranks}) > 1:
             described = ", ".join(f"{n!r} maxshape {m} -> rank {r}" for n, m, r in ranks)
             raise KeyDatasetError(
@@ -549,9 +346,9 @@ class KeyFollower:
         if all(n is not None for n in self.maxshape):
             self._total = math.prod(n for n in self.maxshape if n is not None)
         dims = max(rank, 1)
-        self._keys = [_KeyView(dataset, dims) for dataset in self.key_datasets]
+        self._keys = [KeyView(dataset, dims) for dataset in self.key_datasets]
         if self.finished_dataset is not None:
-            self._check_finished_dataset()
+            self._finished = FinishedFlag(self.finished_dataset)
         if self.timeout is None and self.finished_dataset is None and self._total is None:
             logger.warning(
                 "timeout=None and no finished dataset: following %r stops only if its keys "
@@ -559,51 +356,9 @@ class KeyFollower:
                 self._keys[0].filename,
             )
 
-    def _check_finished_dataset(self) -> None:
-        dataset = self.finished_dataset
-        filename, name = dataset_label(dataset)
-        shape = tuple(getattr(dataset, "shape", ()))
-        dtype = getattr(dataset, "dtype", None)
-        if math.prod(shape) > 1:
-            raise FinishedDatasetError(
-                f"finished dataset {name!r} in {filename!r} has shape {shape}; it must hold one "
-                "number (shape () or (1,)). Fix: pass the one-element finished dataset."
-            )
-        if dtype is not None and np.dtype(dtype).kind not in "iubf":
-            raise FinishedDatasetError(
-                f"finished dataset {name!r} in {filename!r} has dtype {np.dtype(dtype)}; it "
-                "must be a number (0 while writing, non-zero when complete). Fix: pass the "
-                "numeric finished dataset."
-            )
-        if is_unallocated_contiguous(dataset):
-            raise FinishedDatasetError(contiguous_message("finished", name, filename))
-
     # ------------------------------------------------------------------ polling
 
-    def _read_finished(self) -> bool:
-        dataset = self.finished_dataset
-        try:
-            refresh_dataset(dataset)
-            value = np.asarray(dataset[()])
-        except (RuntimeError, OSError, ValueError, TypeError) as exc:
-            filename, name = dataset_label(dataset)
-            if is_contiguous_failure(exc):
-                raise FinishedDatasetError(contiguous_message("finished", name, filename)) from exc
-            raise FinishedDatasetError(
-                f"cannot read finished dataset {name!r} in {filename!r}: {exc}. Fix: pass a "
-                "readable one-element numeric dataset, or finished_dataset=None."
-            ) from exc
-        if value.size == 0:
-            return False
-        if value.size != 1 or value.dtype.kind not in "iubf":
-            filename, name = dataset_label(dataset)
-            raise FinishedDatasetError(
-                f"finished dataset {name!r} in {filename!r} holds {value!r}; it must be one "
-                "number. Fix: pass the one-element finished dataset."
-            )
-        return bool(value.reshape(-1)[0] != 0)
-
-    def _on_regression(self, key: _KeyView, indices: npt.NDArray[np.int64]) -> None:
+    def _on_regression(self, key: KeyView, indices: npt.NDArray[np.int64]) -> None:
         new = [
             int(i)
             for i in indices
@@ -620,14 +375,19 @@ class KeyFollower:
         )
         if self.policy.strict:
             raise KeyRegressionError(message + " Fix: correct the writer, or strict=False.")
-        warnings.warn(message, KeyRegressionWarning, stacklevel=4)
+        warnings.warn(message, KeyRegressionWarning, stacklevel=_caller_stacklevel())
+
+    def _refresh(self, key: KeyView) -> None:
+        if key.refreshed_in != self._polls:
+            key.refresh(self.current_max)
+            key.refreshed_in = self._polls
 
     def _complete_run(self, start: int) -> int:
         """End (exclusive) of the run of frames complete in every key, from ``start``."""
-        end = _NO_LIMIT
+        end = NO_LIMIT
         reference: tuple[int, ...] | None = None
         for key in self._keys:
-            key.refresh(self.current_max)
+            self._refresh(key)
             if reference is None:
                 reference = key.shape
             elif key.shape[1:] != reference[1:]:
@@ -637,67 +397,57 @@ class KeyFollower:
                 return start
         return end
 
-    def _merged(self, start: int) -> npt.NDArray[np.bool_]:
-        """Completeness of frames ``start, start + 1, ...`` over the gap lookahead window."""
-        stop = start + self.policy.gap_lookahead
+    def _complete_mask(self, start: int, size: int) -> npt.NDArray[np.bool_]:
+        """Whether frames ``start .. start + size - 1`` (at most) are complete in every key."""
+        stop = start + size
         for key in self._keys:
-            key.refresh(self.current_max)
+            self._refresh(key)
             stop = min(stop, key.extent)
         if stop <= start:
             return np.zeros(0, dtype=bool)
-        merged = np.ones(stop - start, dtype=bool)
+        complete = np.ones(stop - start, dtype=bool)
         for key in self._keys:
-            merged &= key.read(start, stop) != 0
-        return merged
+            complete &= key.read(start, stop) != 0
+        return complete
 
-    def _skip_gaps(self, start: int, now: float, final: bool) -> int:
-        """Skip open gaps at ``start`` that have expired; return the new end (exclusive)."""
-        self._last_gap_scan = now
-        merged = self._merged(start)
-        complete = np.flatnonzero(merged)
-        if complete.size == 0:
-            self._gap_idx = np.empty(0, dtype=np.int64)
-            self._gap_seen = np.empty(0, dtype=np.float64)
-            return start
-        last = int(complete[-1])
-        open_idx = np.flatnonzero(~merged[:last]).astype(np.int64) + start
-        seen = np.full(open_idx.size, now)
-        if self._gap_idx.size:
-            pos = np.minimum(np.searchsorted(self._gap_idx, open_idx), self._gap_idx.size - 1)
-            known = self._gap_idx[pos] == open_idx
-            seen[known] = self._gap_seen[pos[known]]
-        self._gap_idx, self._gap_seen = open_idx, seen
-        ok = merged[: last + 1].copy()
-        ok[open_idx - start] = final or (now - seen >= self.policy.gap_timeout_s)
-        blocked = _first_zero(ok)
-        run = last + 1 if blocked is None else blocked
-        skipped = [int(i) for i in open_idx if i < start + run]
-        if skipped:
-            self._skipped.extend(skipped)
-            logger.warning(
-                "%s: skipped %d frame(s) whose keys stayed unset%s: %s",
-                self._keys[0].filename,
-                len(skipped),
-                " when the writer finished" if final else f" for {self.policy.gap_timeout_s} s",
-                skipped if len(skipped) <= 10 else [*skipped[:10], "..."],
-            )
-        return start + run
+    def _skip_gaps(self, start: int, end: int, final: bool) -> int:
+        """Skip policy: pass expired gaps at ``end``; return the new end (exclusive)."""
+        gaps = self._gaps
+        if end > start:
+            gaps.frontier_moved()
+            if not final:
+                return end
+        now = self._clock()
+        if not (final or gaps.due(now)):
+            return end
+        while True:
+            size = self.policy.gap_lookahead if final else gaps.probe
+            run, skipped = gaps.skip_run(self._complete_mask(end, size), end, now, final)
+            if skipped:
+                self._skipped.extend(skipped)
+                logger.warning(
+                    "%s: skipped %d frame(s) whose keys stayed unset%s: %s",
+                    self._keys[0].filename,
+                    len(skipped),
+                    " when the writer was done" if final else f" for {gaps.gap_timeout_s} s",
+                    skipped if len(skipped) <= 10 else [*skipped[:10], "..."],
+                )
+            if run == 0:
+                return end
+            end = self._complete_run(end + run)
+            if not final:
+                return end
 
     def _advance(self, *, final: bool = False) -> bool:
-        """Read the keys once and move the frontier; True if it moved."""
+        """Read the keys once and move the frontier; True if it moved.
+
+        ``final``: the writer is done, so the skip policy passes every gap at once.
+        """
+        self._polls += 1
         start = self.current_max + 1
         end = self._complete_run(start)
         if self.policy.gaps == "skip":
-            now = self._clock()
-            stalled = end == start and now - self._last_gap_scan >= self.policy.gap_timeout_s / 8
-            if final or stalled:
-                while True:
-                    skipped_to = self._skip_gaps(end, now, final)
-                    if skipped_to == end:
-                        break
-                    end = self._complete_run(skipped_to)
-                    if not final:
-                        break
+            end = self._skip_gaps(start, end, final)
         if end > start:
             self.current_max = end - 1
             logger.debug("frontier %d", self.current_max)
@@ -711,26 +461,28 @@ class KeyFollower:
         logger.info(
             "%s: stopped (%s) at frontier %d", self._keys[0].filename, reason, self.current_max
         )
-        if self.policy.gaps == "block" and reason != "complete":
-            stranded = int(np.count_nonzero(self._merged(self.current_max + 1)))
+        if reason != "complete":
+            start = self.current_max + 1
+            stranded = int(np.count_nonzero(self._complete_mask(start, self.policy.gap_lookahead)))
             if stranded:
                 logger.warning(
                     "%s: %d complete frame(s) after the gap at frame %d were not delivered "
-                    "(gap policy 'block'); FollowPolicy(gaps='skip') delivers them",
+                    "(gap policy %r); FollowPolicy(gaps='skip') delivers them",
                     self._keys[0].filename,
                     stranded,
-                    self.current_max + 1,
+                    start,
+                    self.policy.gaps,
                 )
 
     def _finished_now(self, force: bool) -> bool:
         """Read the finished flag if it is due (see ``FollowPolicy.finished_interval_s``)."""
-        if self.finished_dataset is None:
+        if self._finished is None:
             return False
         now = self._clock()
         if not force and now - self._last_finished_read < self.policy.finished_interval_s:
             return False
         self._last_finished_read = now
-        return self._read_finished()
+        return self._finished.read()
 
     def _poll_once(self, *, last: bool = False) -> bool:
         """One poll: keys, then (when idle) the finished flag. True if the frontier moved.
@@ -760,8 +512,10 @@ class KeyFollower:
             if self.stop_reason is not None:
                 return self.current_max >= target
             if timed_out:  # that poll was the last key read, and it read the flag too
+                if self.policy.gaps == "skip":
+                    self._advance(final=True)  # giving up on the writer: no gap will close
                 self._stop("timeout")
-                return False
+                return self.current_max >= target
             if deadline is not None and now >= deadline:
                 raise FollowTimeout(
                     f"frame {target} of {self._keys[0].filename!r} was not complete within "
@@ -773,12 +527,20 @@ class KeyFollower:
 
     # ------------------------------------------------------------------ public API
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(
+                f"this KeyFollower of {self._keys[0].filename!r} is closed. Fix: create a new "
+                "KeyFollower to follow the file again."
+            )
+
     def poll(self) -> int:
         """Read the keys once, without blocking, and return the frontier.
 
         Also checks the finished flag when no frame completed, so ``stop_reason`` may be set
         afterwards. Does nothing once the follower has stopped.
         """
+        self._check_open()
         if self.stop_reason is None:
             self._poll_once()
         return self.current_max
@@ -805,8 +567,13 @@ class KeyFollower:
         FollowTimeout
             ``timeout_s`` passed while the follower was still waiting for the writer.
         """
+        self._check_open()
         if index < 0:
-            raise ValueError(f"index must be >= 0, got {index!r}.")
+            raise ValueError(f"index must be a flat frame index >= 0, got {index!r}.")
+        if timeout_s is not None and not (timeout_s >= 0 and math.isfinite(timeout_s)):
+            raise ValueError(
+                f"timeout_s must be None or a finite number of seconds >= 0, got {timeout_s!r}."
+            )
         deadline = None if timeout_s is None else self._clock() + timeout_s
         return self._wait(index, deadline)
 
@@ -826,6 +593,7 @@ class KeyFollower:
         return self
 
     def __next__(self) -> int:
+        self._check_open()
         index = self._next_index(self.current_key)
         while index > self.current_max:
             if not self._wait(index, None):
@@ -851,7 +619,11 @@ class KeyFollower:
             Half-open flat index ranges, contiguous and in order.
         """
         if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1 or None, got {max_frames!r}.")
+            raise ValueError(
+                f"max_frames must be None (no limit) or a number of frames >= 1, got "
+                f"{max_frames!r}."
+            )
+        self._check_open()
         while True:
             start = self.current_key + 1
             if start > self.current_max:
@@ -883,6 +655,7 @@ class KeyFollower:
 
     def refresh(self) -> bool:
         """Read the keys once; True if the frontier moved (swmr_tools compatibility)."""
+        self._check_open()
         return self._advance()
 
     def get_current_max(self) -> int:
@@ -901,6 +674,7 @@ class KeyFollower:
         if self.current_key < self.current_max:
             return False
         if self.stop_reason is None:
+            self._check_open()
             self._poll_once()
         return self.stop_reason is not None and self.current_key >= self.current_max
 

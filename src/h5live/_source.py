@@ -49,14 +49,13 @@ class Layout(NamedTuple):
     name: str
     keys_group: str
     finished_path: str
-    data_path: str | None
 
 
 #: Layouts searched, in order, when key datasets are not given.
 KNOWN_LAYOUTS: tuple[Layout, ...] = (
-    Layout("h5live", "/entry/keys", "/entry/finished", "/entry/data/data"),
-    Layout("diamond", "/entry/diamond_scan/keys", "/entry/diamond_scan/scan_finished", None),
-    Layout("solstice", "/entry/solstice_scan/keys", "/entry/solstice_scan/scan_finished", None),
+    Layout("h5live", "/entry/keys", "/entry/finished"),
+    Layout("diamond", "/entry/diamond_scan/keys", "/entry/diamond_scan/scan_finished"),
+    Layout("solstice", "/entry/solstice_scan/keys", "/entry/solstice_scan/scan_finished"),
 )
 
 # The messages HDF5 gives for a contiguous dataset whose storage was allocated after the reader
@@ -167,7 +166,10 @@ def _explain_open_failure(path: str, exc: OSError, waited_s: float) -> str:
             f"{path!r} is not an HDF5 file, or its writer has not written the header yet "
             f"({waited}). Fix: check the path, or wait longer (open_timeout_s)."
         )
-    return f"cannot open {path!r} for SWMR reading {waited}: {text}"
+    return (
+        f"cannot open {path!r} for SWMR reading {waited}: {text}. Fix: check that it is an "
+        "HDF5 file you may read, written with libver='latest' in SWMR mode."
+    )
 
 
 def open_source(
@@ -240,6 +242,10 @@ def _nearby(file: Any, path: str) -> list[str]:
     return found
 
 
+class _LinkNotResolved(DatasetNotFoundError):
+    """A link whose target does not exist yet: worth waiting for, unlike a wrong path."""
+
+
 def _resolve(file: Any, path: str, role: str) -> Any:
     """The object at ``path``, or an error saying why it cannot be had."""
     filename = file.filename
@@ -256,7 +262,7 @@ def _resolve(file: Any, path: str, role: str) -> Any:
         if is_contiguous_failure(exc):
             error = KeyDatasetError if role == "key" else FinishedDatasetError
             raise error(contiguous_message(role, path, filename)) from exc
-        raise DatasetNotFoundError(
+        raise _LinkNotResolved(
             f"{role} dataset {path!r} in {filename!r} is a {type(link).__name__} that cannot "
             "be resolved yet (the file or object it points to may not exist yet). Fix: wait "
             "for the writer (open_timeout_s), or check the link target."
@@ -267,7 +273,7 @@ def _expand(file: Any, path: str, role: str) -> list[Any]:
     """The datasets at ``path``: the dataset itself, or every dataset in a group, sorted.
 
     A link in the group that does not resolve yet (a detector file not created yet) is an
-    error, retried by :meth:`SourceSpec.open_resolved` until its deadline.
+    error that :meth:`SourceSpec.open_resolved` retries until its deadline.
     """
     obj = _resolve(file, path, role)
     if not isinstance(obj, h5py.Group):
@@ -302,22 +308,21 @@ def get_dataset(file: Any, path: str, role: str) -> Any:
     KeyDatasetError, FinishedDatasetError
         A contiguous dataset HDF5 refuses to open while it is written.
     """
-    found = _expand(file, path, role)
-    if len(found) != 1 or found[0].name != file[path].name:
+    found = _resolve(file, path, role)
+    if not isinstance(found, h5py.Dataset):
         raise DatasetNotFoundError(
             f"{role} path {path!r} in {file.filename!r} is a group, not a dataset. Fix: pass "
-            f"one of {[d.name for d in found][:12]}."
+            f"one of the datasets in it: {_nearby(file, path + '/')}."
         )
-    return found[0]
+    return found
 
 
 @dataclass(frozen=True)
 class ResolvedLayout:
-    """The key and finished datasets of an open source, and the paths they came from."""
+    """The key and finished datasets of an open source."""
 
     keys: list[Any]
     finished: Any | None
-    layout: str
 
 
 @dataclass(frozen=True)
@@ -332,9 +337,8 @@ class SourceSpec:
         Key dataset paths, or groups whose datasets are all keys. ``None``: the key group of the
         first matching layout in :data:`KNOWN_LAYOUTS`.
     finished_path
-        Finished dataset path. ``None``: the layout's finished dataset if it exists.
-    data_path
-        The main data dataset, for readers and iterators. ``None``: the layout's, if any.
+        Finished dataset path. ``None``: the first known layout's finished dataset that the
+        file has, if any (also when ``key_paths`` are given).
     open_timeout_s
         How long to retry opening the file and resolving the datasets while the writer starts.
     """
@@ -342,7 +346,6 @@ class SourceSpec:
     path: str
     key_paths: tuple[str, ...] | None = None
     finished_path: str | None = None
-    data_path: str | None = None
     open_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -376,45 +379,48 @@ class SourceSpec:
         """
         if self.key_paths is not None:
             keys = [ds for path in self.key_paths for ds in _expand(file, path, "key")]
-            finished = None
-            if self.finished_path is not None:
-                finished = get_dataset(file, self.finished_path, "finished")
-            return ResolvedLayout(keys, finished, "given")
-        for layout in KNOWN_LAYOUTS:
-            if file.get(layout.keys_group, getlink=True) is None:
-                continue
+        else:
+            layout = next(
+                (x for x in KNOWN_LAYOUTS if file.get(x.keys_group, getlink=True) is not None),
+                None,
+            )
+            if layout is None:
+                looked = ", ".join(x.keys_group for x in KNOWN_LAYOUTS)
+                raise DatasetNotFoundError(
+                    f"no key datasets given, and {file.filename!r} has none of the known key "
+                    f"groups ({looked}). Datasets found: {_nearby(file, '/entry/keys')}. Fix: "
+                    "pass key_paths=[...] (--keys on the command line)."
+                )
             keys = _expand(file, layout.keys_group, "key")
-            finished = None
-            if self.finished_path is not None:
-                finished = get_dataset(file, self.finished_path, "finished")
-            elif file.get(layout.finished_path, getlink=True) is not None:
-                finished = get_dataset(file, layout.finished_path, "finished")
-                if is_unallocated_contiguous(finished):
-                    logger.warning(
-                        "%s: %s",
-                        file.filename,
-                        contiguous_message("finished", layout.finished_path, file.filename)
-                        + " Following without it: stopping on the idle timeout instead.",
-                    )
-                    finished = None
             logger.info("%s: %s layout, %d key dataset(s)", file.filename, layout.name, len(keys))
-            return ResolvedLayout(keys, finished, layout.name)
-        looked = ", ".join(layout.keys_group for layout in KNOWN_LAYOUTS)
-        nearby = _nearby(file, "/entry/keys")
-        raise DatasetNotFoundError(
-            f"no key datasets given, and {file.filename!r} has none of the known key groups "
-            f"({looked}). Datasets found: {nearby}. Fix: pass key_paths=[...] (--keys on the "
-            "command line)."
-        )
+        return ResolvedLayout(keys, self._find_finished(file))
+
+    def _find_finished(self, file: Any) -> Any | None:
+        if self.finished_path is not None:
+            return get_dataset(file, self.finished_path, "finished")
+        for layout in KNOWN_LAYOUTS:
+            if file.get(layout.finished_path, getlink=True) is None:
+                continue
+            finished = get_dataset(file, layout.finished_path, "finished")
+            if is_unallocated_contiguous(finished):
+                logger.warning(
+                    "%s: %s Following without it: stopping on the idle timeout instead.",
+                    file.filename,
+                    contiguous_message("finished", layout.finished_path, file.filename),
+                )
+                return None
+            return finished
+        return None
 
     def open_resolved(
         self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
     ) -> tuple[Any, ResolvedLayout]:
         """Open the file and resolve its datasets, retrying both while the writer starts.
 
-        A dataset can be missing for a moment when the writer runs without file locking or the
-        keys are external links to files that do not exist yet; the file is reopened until the
-        deadline so that new objects become visible.
+        Key datasets that are links to files that do not exist yet (detector files a writer
+        creates later) are waited for: the file is reopened until the deadline so that new
+        objects become visible. A path that is simply not in the file fails at once: a SWMR
+        writer creates every object before readers can open the file.
         """
         start = clock()
 
@@ -430,7 +436,7 @@ class SourceSpec:
         return retry_until(
             attempt,
             timeout_s=self.open_timeout_s,
-            retry_on=(DatasetNotFoundError,),
+            retry_on=(_LinkNotResolved,),
             what=f"find the datasets in {self.path!r}",
             clock=clock,
             sleep=sleep,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import select
+import time
 
 import h5py
 import numpy as np
@@ -170,7 +171,8 @@ def test_process_reports_its_rate(writer_process):
     assert process.wait() == 0
     assert process.summary is not None
     assert process.summary["frames"] == 200
-    assert 0 < process.summary["rate_hz"] <= 4000 * 1.05
+    assert process.summary["rate_hz"] > 0
+    assert process.summary["cpu_s"] > 0
 
 
 @pytest.mark.live
@@ -182,14 +184,33 @@ def test_process_holds_until_go(writer_process):
             keys.refresh()
             if keys.shape[0] == 10:
                 break
-            import time
-
             time.sleep(0.01)
         assert keys.shape == (10,)
         process.go()
         assert process.wait() == 0
         keys.refresh()
         assert keys.shape == (30,)
+
+
+@pytest.mark.live
+def test_summary_survives_a_slow_reader_of_the_ready_line(tmp_path, monkeypatch):
+    # The READY handshake must not buffer what follows it (the summary), however late the
+    # parent reads READY: here the writer has finished and printed its summary by then.
+    class SlowSelect:
+        @staticmethod
+        def select(*args):
+            time.sleep(1.0)
+            return select.select(*args)
+
+    monkeypatch.setattr("h5live.testing._process.select", SlowSelect)
+    process = WriterProcess(tmp_path / "slow.h5", scan_shape=(20,))
+    try:
+        process.start()
+        assert process.wait() == 0
+        assert process.summary is not None
+        assert process.summary["frames"] == 20
+    finally:
+        process.close()
 
 
 def test_process_that_fails_to_start_says_why(tmp_path):
@@ -204,4 +225,3 @@ def test_repr(simulated_writer, tmp_path):
     writer.append(2)
     assert repr(writer) == "<SimulatedWriter 'scan.h5' written=2 keyed=0/5>"
     assert repr(WriterProcess(tmp_path / "p.h5")) == "<WriterProcess 'p.h5' not started>"
-    assert math.prod(writer.config.scan_shape) == writer.config.n_frames

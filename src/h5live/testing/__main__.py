@@ -1,5 +1,5 @@
 """Run a simulated writer process: ``python -m h5live.testing PATH --config JSON``."""
 
-from h5live.testing._writer import main
+from h5live.testing._process import main
 
 raise SystemExit(main())

@@ -7,7 +7,7 @@ on purpose: crash, leave gaps, reset keys.
 
 Use it in-process and step it by hand (:meth:`SimulatedWriter.append`,
 :meth:`SimulatedWriter.flush_keys`, :meth:`SimulatedWriter.finish`), or run it in another
-process with :class:`WriterProcess` for live tests.
+process with :class:`h5live.testing.WriterProcess` for live tests.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import select
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,7 +26,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SimulatedWriter", "WriterConfig", "WriterProcess", "frame_values"]
+__all__ = ["CRASH_EXIT_CODE", "SimulatedWriter", "WriterConfig", "frame_values"]
 
 KeyOrder = Literal["forward", "reverse", "random"]
 
@@ -453,17 +450,20 @@ class SimulatedWriter:
         Returns
         -------
         dict
-            ``frames`` keyed, ``elapsed_s``, ``rate_hz`` achieved, and ``crashed``.
+            ``frames`` keyed, ``elapsed_s``, ``rate_hz`` achieved, ``cpu_s`` (this process's
+            CPU time while writing), and ``crashed``.
         """
         c = self.config
         total = min([c.n_frames, *(n for n in (c.crash_after, c.stop_after) if n is not None)])
         start = time.perf_counter()
+        cpu_start = time.process_time()
         held = c.hold_at is None or on_hold is None
         while self.frames_keyed < total:
             if on_hold is not None and not held and self.frames_keyed >= (c.hold_at or 0):
                 held = True
                 on_hold()
                 start = time.perf_counter() - self.frames_keyed / (c.frame_rate_hz or math.inf)
+                cpu_start = time.process_time()
             if c.frame_rate_hz:
                 due = start + self.frames_keyed / c.frame_rate_hz
                 delay = due - time.perf_counter()
@@ -481,6 +481,7 @@ class SimulatedWriter:
         return {
             "frames": self.frames_keyed,
             "elapsed_s": elapsed,
+            "cpu_s": time.process_time() - cpu_start,
             "rate_hz": self.frames_keyed / elapsed if elapsed > 0 else math.inf,
             "crashed": crashed,
         }
@@ -509,160 +510,3 @@ class SimulatedWriter:
             f"<SimulatedWriter {os.path.basename(self.path)!r} "
             f"written={self.frames_written} keyed={self.frames_keyed}/{self.config.n_frames}>"
         )
-
-
-class WriterProcess:
-    """A :class:`SimulatedWriter` running its whole acquisition in another process.
-
-    Parameters
-    ----------
-    path
-        File to create.
-    config
-        What to write; keyword arguments override its fields.
-
-    Examples
-    --------
-    >>> with WriterProcess("scan.h5", scan_shape=(1000,), frame_rate_hz=500) as proc:
-    ...     proc.start()  # returns once the file is in SWMR mode  # doctest: +SKIP
-    ...     ...  # follow it
-    ...     proc.wait()  # doctest: +SKIP
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], config: WriterConfig | None = None, **overrides: Any
-    ) -> None:
-        base = config if config is not None else WriterConfig()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
-        self.path = os.fspath(path)
-        self.summary: dict[str, Any] | None = None
-        self.stderr = ""
-        self._proc: subprocess.Popen[str] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """Process id, once started."""
-        return None if self._proc is None else self._proc.pid
-
-    @property
-    def returncode(self) -> int | None:
-        """Exit code, once the process has ended."""
-        return None if self._proc is None else self._proc.poll()
-
-    def start(self, *, ready_timeout_s: float = 60.0) -> WriterProcess:
-        """Start the writer and return once its file is in SWMR mode.
-
-        Raises
-        ------
-        RuntimeError
-            The writer exited or did not become ready in time.
-        """
-        command = [
-            sys.executable,
-            "-m",
-            "h5live.testing",
-            self.path,
-            "--config",
-            self.config.to_json(),
-        ]
-        self._proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        stdout = self._proc.stdout
-        ready, _, _ = select.select([stdout], [], [], ready_timeout_s) if stdout else ([], [], [])
-        line = stdout.readline() if ready and stdout else ""
-        if line.strip() != "READY":
-            self.kill()
-            _, err = self._proc.communicate()
-            raise RuntimeError(
-                f"simulated writer for {self.path!r} did not start (got {line!r}): {err}"
-            )
-        return self
-
-    def go(self) -> None:
-        """Let a writer that pauses at ``hold_at`` go on."""
-        if self._proc is None or self._proc.stdin is None:
-            raise RuntimeError("the writer process is not started")
-        self._proc.stdin.write("go\n")
-        self._proc.stdin.flush()
-
-    def wait(self, timeout_s: float | None = 120.0) -> int:
-        """Wait for the writer to end and return its exit code (3: crashed on purpose).
-
-        Raises
-        ------
-        RuntimeError
-            The writer failed (an exit code other than 0 or 3), with its stderr.
-        subprocess.TimeoutExpired
-            It did not end in time.
-        """
-        if self._proc is None:
-            raise RuntimeError("the writer process is not started")
-        out, err = self._proc.communicate(
-            input="go\n" if self.config.hold_at is not None else None, timeout=timeout_s
-        )
-        self.stderr = err
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        if lines:
-            self.summary = json.loads(lines[-1])
-        code = self._proc.returncode
-        if code not in (0, CRASH_EXIT_CODE):
-            raise RuntimeError(
-                f"simulated writer for {self.path!r} failed with exit code {code}:\n{err}"
-            )
-        return int(code)
-
-    def kill(self) -> None:
-        """Kill the writer at once (like a crash); idempotent."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-
-    def __enter__(self) -> WriterProcess:
-        return self
-
-    def close(self) -> None:
-        """Kill the writer if it still runs and release its pipes (idempotent)."""
-        self.kill()
-        if self._proc is not None:
-            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-                if stream is not None:
-                    stream.close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = (
-            "not started" if self._proc is None else f"pid={self._proc.pid} rc={self.returncode}"
-        )
-        return f"<WriterProcess {os.path.basename(self.path)!r} {state}>"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of a writer process: ``python -m h5live.testing PATH --config JSON``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m h5live.testing", description=__doc__)
-    parser.add_argument("path")
-    parser.add_argument("--config", default="{}", help="WriterConfig as JSON")
-    args = parser.parse_args(argv)
-    config = WriterConfig.from_json(args.config) if args.config != "{}" else WriterConfig()
-    writer = SimulatedWriter(args.path, config)
-    print("READY", flush=True)
-    summary = writer.run(on_hold=sys.stdin.readline)
-    if summary["crashed"]:
-        sys.stdout.flush()
-        os._exit(CRASH_EXIT_CODE)  # no close: a crash leaves the file as it is
-    writer.close()
-    print(json.dumps(summary), flush=True)
-    return 0

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from h5live.testing._clock import FakeClock
-from h5live.testing._writer import SimulatedWriter, WriterProcess
+from h5live.testing._process import WriterProcess
+from h5live.testing._writer import SimulatedWriter
 
 
 @pytest.fixture

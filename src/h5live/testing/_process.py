@@ -1,0 +1,204 @@
+"""The simulated writer in another process: the way live tests, benchmarks and the demo run it.
+
+The child runs ``python -m h5live.testing PATH --config JSON``. It prints ``READY`` once its
+file is in SWMR mode, waits on stdin at ``hold_at`` if asked, and prints a JSON summary of the
+acquisition on its last line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import IO, Any
+
+from h5live.testing._writer import CRASH_EXIT_CODE, SimulatedWriter, WriterConfig
+
+__all__ = ["WriterProcess", "main"]
+
+
+class WriterProcess:
+    """A :class:`SimulatedWriter` running its whole acquisition in another process.
+
+    Parameters
+    ----------
+    path
+        File to create.
+    config
+        What to write; keyword arguments override its fields.
+
+    Examples
+    --------
+    >>> with WriterProcess("scan.h5", scan_shape=(1000,), frame_rate_hz=500) as proc:
+    ...     proc.start()  # returns once the file is in SWMR mode  # doctest: +SKIP
+    ...     ...  # follow it
+    ...     proc.wait()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], config: WriterConfig | None = None, **overrides: Any
+    ) -> None:
+        base = config if config is not None else WriterConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.path = os.fspath(path)
+        self.summary: dict[str, Any] | None = None
+        self.stderr = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id, once started."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code, once the process has ended."""
+        return None if self._proc is None else self._proc.poll()
+
+    def _read_line(self, timeout_s: float) -> str:
+        """One line of the child's stdout, read byte by byte so that nothing after it is
+        buffered here and lost to :meth:`wait`."""
+        if self._proc is None or self._proc.stdout is None:
+            raise RuntimeError("the writer process is not started")
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                break
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+        return line.decode(errors="replace")
+
+    def start(self, *, ready_timeout_s: float = 60.0) -> WriterProcess:
+        """Start the writer and return once its file is in SWMR mode.
+
+        Raises
+        ------
+        RuntimeError
+            The writer exited or did not become ready in time, with its stderr.
+        """
+        config = self.config.to_json()
+        command = [sys.executable, "-m", "h5live.testing", self.path, "--config", config]
+        self._stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr_file,
+            bufsize=0,
+        )
+        line = self._read_line(ready_timeout_s)
+        if line.strip() != "READY":
+            self.kill()
+            raise RuntimeError(
+                f"simulated writer for {self.path!r} did not start (got {line!r}): "
+                f"{self._collect_stderr()}"
+            )
+        return self
+
+    def _collect_stderr(self) -> str:
+        if self._stderr_file is None:
+            return ""
+        self._stderr_file.seek(0)
+        self.stderr = self._stderr_file.read().decode(errors="replace")
+        return self.stderr
+
+    def go(self) -> None:
+        """Let a writer that pauses at ``hold_at`` go on."""
+        if self._proc is None or self._proc.stdin is None:
+            raise RuntimeError("the writer process is not started")
+        self._proc.stdin.write(b"go\n")
+        self._proc.stdin.flush()
+
+    def wait(self, timeout_s: float | None = 120.0) -> int:
+        """Wait for the writer to end and return its exit code (3: crashed on purpose).
+
+        Raises
+        ------
+        RuntimeError
+            The writer failed (an exit code other than 0 or 3), with its stderr.
+        subprocess.TimeoutExpired
+            It did not end in time.
+        """
+        if self._proc is None:
+            raise RuntimeError("the writer process is not started")
+        go = b"go\n" if self.config.hold_at is not None else None
+        out, _ = self._proc.communicate(input=go, timeout=timeout_s)
+        lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+        if lines:
+            self.summary = json.loads(lines[-1])
+        code = self._proc.returncode
+        if code not in (0, CRASH_EXIT_CODE):
+            raise RuntimeError(
+                f"simulated writer for {self.path!r} failed with exit code {code}:\n"
+                f"{self._collect_stderr()}"
+            )
+        return int(code)
+
+    def kill(self) -> None:
+        """Kill the writer at once (like a crash); idempotent."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def close(self) -> None:
+        """Kill the writer if it still runs and release its pipes (idempotent)."""
+        self.kill()
+        if self._proc is not None:
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+        if self._stderr_file is not None:
+            self._collect_stderr()
+            self._stderr_file.close()
+            self._stderr_file = None
+
+    def __enter__(self) -> WriterProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._proc is None:
+            state = "not started"
+        else:
+            state = f"pid={self._proc.pid} rc={self.returncode}"
+        return f"<WriterProcess {os.path.basename(self.path)!r} {state}>"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a writer process: ``python -m h5live.testing PATH --config JSON``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m h5live.testing", description=__doc__)
+    parser.add_argument("path")
+    parser.add_argument("--config", default="{}", help="WriterConfig as JSON")
+    args = parser.parse_args(argv)
+    config = WriterConfig.from_json(args.config) if args.config != "{}" else WriterConfig()
+    writer = SimulatedWriter(args.path, config)
+    print("READY", flush=True)
+    summary = writer.run(on_hold=sys.stdin.readline)
+    if summary["crashed"]:
+        sys.stdout.flush()
+        os._exit(CRASH_EXIT_CODE)  # no close: a crash leaves the file as it is
+    writer.close()
+    print(json.dumps(summary), flush=True)
+    return 0
