@@ -50,6 +50,15 @@ def swmr_tools_follower(keys: list[Any], finished: Any, timeout: float = 10) -> 
     return follower
 
 
+def follower_of(library: str, f: Any, process: WriterProcess) -> Any:
+    """A follower of the writer's file ``f`` from ``library``, with its default settings."""
+    keys = [f[path] for path in process.config.key_paths]
+    finished = f[process.config.finished_path]
+    if library == "h5live":
+        return KeyFollower(keys, finished_dataset=finished)
+    return swmr_tools_follower(keys, finished)
+
+
 # ---------------------------------------------------------------- 1. idle poll cost
 
 
@@ -135,12 +144,7 @@ def follow_and_stamp(library: str, path: Path, process: WriterProcess) -> np.nda
     """Follow ``path`` with ``library`` (default settings); time.time() at each yield."""
     stamps = np.full(process.config.n_frames, np.nan)
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        keys = [f[p] for p in process.config.key_paths]
-        finished = f[process.config.finished_path]
-        if library == "h5live":
-            follower: Any = KeyFollower(keys, finished_dataset=finished)
-        else:
-            follower = swmr_tools_follower(keys, finished)
+        follower = follower_of(library, f, process)
         process.go()
         for index in follower:
             stamps[index] = time.time()
@@ -204,13 +208,7 @@ def bench_latency(
 def follow_in_thread(library: str, path: Path, process: WriterProcess) -> threading.Thread:
     def run() -> None:
         with h5py.File(path, "r", libver="latest", swmr=True) as f:
-            keys = [f[p] for p in process.config.key_paths]
-            finished = f[process.config.finished_path]
-            if library == "h5live":
-                follower: Any = KeyFollower(keys, finished_dataset=finished)
-            else:
-                follower = swmr_tools_follower(keys, finished)
-            for _ in follower:
+            for _ in follower_of(library, f, process):
                 pass
 
     thread = threading.Thread(target=run, daemon=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_script
 
 TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("plot_*.py"))
 
@@ -18,12 +18,5 @@ def test_there_are_tutorials():
 @pytest.mark.live
 @pytest.mark.parametrize("script", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(script, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_script(script, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -38,12 +38,13 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from h5live._closing import ClosingContext
 from h5live._gaps import GapTracker
 from h5live._keys import (
     MIN_WINDOW,
@@ -146,7 +147,7 @@ class FollowPolicy:
             )
 
 
-class KeyFollower:
+class KeyFollower(ClosingContext):
     """Iterate over the flat indices of complete frames in a live source.
 
     A drop-in for ``swmr_tools.KeyFollower`` (same signature, attributes and methods) that polls
@@ -707,17 +708,6 @@ class KeyFollower:
             self._closed = True
             if self._file is not None:
                 self._file.close()
-
-    def __enter__(self) -> KeyFollower:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         filename = os.path.basename(self._keys[0].filename) if self._keys else "?"

@@ -7,7 +7,6 @@ acquisition on its last line.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import select
@@ -16,15 +15,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import IO, Any
 
+from h5live._closing import ClosingContext
 from h5live.testing._writer import CRASH_EXIT_CODE, SimulatedWriter, WriterConfig
 
 __all__ = ["WriterProcess", "main"]
 
 
-class WriterProcess:
+class WriterProcess(ClosingContext):
     """A :class:`SimulatedWriter` running its whole acquisition in another process.
 
     Parameters
@@ -45,8 +44,7 @@ class WriterProcess:
     def __init__(
         self, path: str | os.PathLike[str], config: WriterConfig | None = None, **overrides: Any
     ) -> None:
-        base = config if config is not None else WriterConfig()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.config = WriterConfig.of(config, **overrides)
         self.path = os.fspath(path)
         self.summary: dict[str, Any] | None = None
         self.stderr = ""
@@ -164,17 +162,6 @@ class WriterProcess:
             self._collect_stderr()
             self._stderr_file.close()
             self._stderr_file = None
-
-    def __enter__(self) -> WriterProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         if self._proc is None:

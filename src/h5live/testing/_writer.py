@@ -19,12 +19,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 import h5py
 import numpy as np
 import numpy.typing as npt
+
+from h5live._closing import ClosingContext
 
 __all__ = ["CRASH_EXIT_CODE", "SimulatedWriter", "WriterConfig", "frame_values"]
 
@@ -135,6 +136,12 @@ class WriterConfig:
         if self.contiguous_keys and not self.presized:
             raise ValueError("contiguous_keys needs presized=True (growing keys must be chunked)")
 
+    @classmethod
+    def of(cls, config: WriterConfig | None = None, **overrides: Any) -> WriterConfig:
+        """``config`` (default: all defaults) with some fields replaced."""
+        base = config if config is not None else cls()
+        return dataclasses.replace(base, **overrides) if overrides else base
+
     @property
     def n_frames(self) -> int:
         """Number of frames in the whole scan."""
@@ -206,7 +213,7 @@ def _compression_options(name: str | None) -> dict[str, Any]:
     return dict(factories[name]())
 
 
-class SimulatedWriter:
+class SimulatedWriter(ClosingContext):
     """A SWMR writer of the layout described by a :class:`WriterConfig`.
 
     Parameters
@@ -227,8 +234,7 @@ class SimulatedWriter:
     def __init__(
         self, path: str | os.PathLike[str], config: WriterConfig | None = None, **overrides: Any
     ) -> None:
-        base = config if config is not None else WriterConfig()
-        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.config = WriterConfig.of(config, **overrides)
         self.path = os.fspath(path)
         self.frames_written = 0
         self.frames_keyed = 0
@@ -493,17 +499,6 @@ class SimulatedWriter:
         if self.file is not None:
             self.file.close()
             self.file = None
-
-    def __enter__(self) -> SimulatedWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
