@@ -243,6 +243,58 @@ def test_idle_poll_of_h5py_keys_reads_the_same_few_bytes_whatever_the_scan(tmp_p
     assert per_poll <= 32 * 1024  # a couple of 8 KiB key chunks and metadata, not 8 MB
 
 
+def test_idle_poll_cost_does_not_grow_with_the_frontier(tmp_path):
+    keys = np.zeros(10**6, dtype=np.int64)
+    keys[:100_000] = 1
+    with h5py.File(tmp_path / "deep.h5", "w", libver="latest") as f:
+        key = RecordingDataset(f.create_dataset("k", data=keys, chunks=(1024,)))
+        follower = KeyFollower([key], timeout=0)
+        assert follower.poll() == 99_999
+        key.reads.clear()
+        for _ in range(10):
+            assert follower.poll() == 99_999
+    assert max(key.reads) <= 2048  # not everything before the frontier
+
+
+def test_key_shape_is_read_after_the_refresh():
+    class StaleKeys:
+        """Shows new entries only after refresh(), as h5py does for SWMR readers."""
+
+        maxshape = (None,)
+
+        def __init__(self):
+            self.live = self.seen = np.zeros(0, np.int64)
+
+        @property
+        def shape(self):
+            return self.seen.shape
+
+        def refresh(self):
+            self.seen = self.live.copy()
+
+        def __getitem__(self, selection):
+            return self.seen[selection]
+
+    key = StaleKeys()
+    follower = KeyFollower([key], timeout=0)
+    assert follower.poll() == -1
+    key.live = np.ones(3, np.int64)
+    assert follower.poll() == 2
+
+
+def test_contiguous_read_failure_of_a_key_is_explained():
+    class ContiguousKey:
+        maxshape = (None,)
+        shape = (4,)
+        name = "/entry/keys/k"
+
+        def __getitem__(self, selection):
+            raise OSError("Can't read data (invalid dataset size, likely file corruption)")
+
+    with pytest.raises(KeyDatasetError, match=r"'/entry/keys/k'.*is contiguous.*chunks=True"):
+        KeyFollower([ContiguousKey()], timeout=0).poll()
+
+
 def test_catching_up_reads_geometrically_growing_windows(tmp_path):
     keys = np.ones(10**6, dtype=np.int64)
     keys[-1] = 0
@@ -417,7 +469,58 @@ def test_idle_timeout_delivers_every_complete_frame_then_stops(simulated_writer)
     assert list(follower) == [0, 1, 2, 3, 4]
     assert follower.stop_reason == "timeout"
     assert follower.timed_out
-    assert 1.5 <= clock() < 1.51  # the idle clock restarted when frames 3-4 arrived
+    assert 1.5 <= clock() < 1.51  # one idle second after frames 3-4 were handed out
+
+
+def test_wait_for_restarts_the_idle_clock_on_progress(simulated_writer):
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(10,))
+    for n in range(1, 6):
+        clock.after(0.6 * n, lambda: write(writer, 2))  # 0.6 s apart, under the timeout
+    follower = follower_for(writer, clock, timeout=1.0)
+    assert follower.wait_for(9)
+    assert follower.stop_reason is None
+    assert 3.0 <= clock() < 3.01
+
+
+def test_frame_completed_just_before_the_timeout_is_delivered(simulated_writer):
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(10,))
+    write(writer, 2)
+    follower = follower_for(writer, clock, timeout=1.0, poll_interval_s=0.125)
+    assert [next(follower), next(follower)] == [0, 1]
+    clock.after(0.95, lambda: write(writer, 1))  # after the last regular poll, before the stop
+    assert list(follower) == [2]
+    assert follower.stop_reason == "timeout"
+
+
+def test_finished_dataset_unreadable_when_polled_is_an_error(simulated_writer):
+    class BrokenFlag:
+        shape = (1,)
+        dtype = np.dtype("i4")
+        name = "/entry/finished"
+
+        def __getitem__(self, selection):
+            raise OSError("Can't read data (wrong B-tree signature)")
+
+    writer = simulated_writer(scan_shape=(5,))
+    follower = KeyFollower(writer.keys, timeout=5, finished_dataset=BrokenFlag())
+    with pytest.raises(
+        FinishedDatasetError, match="cannot read finished dataset '/entry/finished'"
+    ):
+        follower.poll()
+
+
+def test_finished_dataset_grown_to_several_elements_is_an_error(tmp_path):
+    with h5py.File(tmp_path / "f.h5", "w", libver="latest") as f:
+        key = f.create_dataset("k", data=[1, 0], maxshape=(None,))
+        flag = f.create_dataset("done", data=[0], maxshape=(None,), chunks=(4,))
+        follower = KeyFollower([key], timeout=5, finished_dataset=flag)
+        assert follower.poll() == 0  # moved, so the flag is not read yet
+        flag.resize((3,))
+        flag[:] = [1, 0, 0]
+        with pytest.raises(FinishedDatasetError, match="must be one number"):
+            follower.poll()
 
 
 def test_slow_consumer_does_not_time_out_on_a_backlog(simulated_writer):
@@ -675,6 +778,13 @@ def test_repr_says_file_keys_frontier_and_state(simulated_writer):
     write(writer, 5)
     list(follower)
     assert repr(follower).endswith("frontier=4/5 finished=False stopped='complete'>")
+
+
+def test_close_leaves_a_file_it_did_not_open_open(simulated_writer):
+    writer = simulated_writer(scan_shape=(5,))
+    with KeyFollower(writer.keys, timeout=0) as follower:
+        follower.poll()
+    assert writer.file.id.valid
 
 
 def test_a_closed_follower_refuses_to_poll(simulated_writer):

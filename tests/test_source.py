@@ -156,6 +156,24 @@ def test_a_dangling_link_is_waited_for_until_the_deadline(tmp_path):
     assert clock() >= 2
 
 
+def test_a_link_that_resolves_while_waiting_is_followed(tmp_path):
+    clock = FakeClock()
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f["/entry/keys/detector"] = h5py.ExternalLink("detector.h5", "/keys")
+
+    def detector_file_appears() -> None:
+        with h5py.File(tmp_path / "detector.h5", "w", libver="latest") as f:
+            f.create_dataset("/keys", data=[1, 1, 0], maxshape=(None,))
+
+    clock.after(0.5, detector_file_appears)
+    with KeyFollower.from_path(
+        path, timeout=0, open_timeout_s=5, clock=clock, sleep=clock.sleep
+    ) as follower:
+        assert follower.poll() == 1
+    assert 0.5 <= clock() < 5
+
+
 def test_a_key_group_path_means_all_its_datasets(tmp_path):
     path = tmp_path / "scan.h5"
     with h5py.File(path, "w", libver="latest") as f:
