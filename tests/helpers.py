@@ -19,9 +19,15 @@ class RecordingDataset:
     the real h5py dataset underneath.
     """
 
-    def __init__(self, dataset: Any, before_read: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        before_read: Callable[[], None] | None = None,
+        on_read: Callable[[], None] | None = None,
+    ) -> None:
         self.dataset = dataset
-        self.before_read = before_read
+        self.before_read = before_read  # once, before the first read
+        self.on_read = on_read  # before every read
         self.reads: list[int] = []
 
     def __getattr__(self, name: str) -> Any:  # maxshape, shape, chunks, dtype, name, file
@@ -38,6 +44,8 @@ class RecordingDataset:
         if self.before_read is not None:
             action, self.before_read = self.before_read, None
             action()
+        if self.on_read is not None:
+            self.on_read()
         values = self.dataset[selection]
         self.reads.append(int(np.size(values)))
         return values

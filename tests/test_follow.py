@@ -144,6 +144,9 @@ def test_unreadable_finished_dataset_is_an_error(simulated_writer, shape, dtype,
         {"gaps": "maybe"},
         {"gap_timeout_s": -0.5},
         {"gap_lookahead": 0},
+        {"max_busy_fraction": 0},
+        {"max_busy_fraction": 1.5},
+        {"finished_interval_s": -1},
     ],
     ids=[
         "negative-poll",
@@ -151,6 +154,9 @@ def test_unreadable_finished_dataset_is_an_error(simulated_writer, shape, dtype,
         "unknown-gap-policy",
         "negative-gap-timeout",
         "lookahead",
+        "zero-busy",
+        "busy-over-one",
+        "negative-finished-interval",
     ],
 )
 def test_bad_policy_values_are_value_errors(options):
@@ -171,7 +177,7 @@ def test_waiting_sleeps_the_poll_interval_not_a_fraction_of_the_timeout(simulate
     writer = simulated_writer(finished=False)
     follower = follower_for(writer, clock, timeout=10, poll_interval_s=0.002)
     assert list(follower) == []
-    assert set(clock.sleeps) == {0.002}
+    assert clock.sleeps == pytest.approx([0.002] * len(clock.sleeps))
     assert 10 <= clock() < 10.01
     assert follower.stop_reason == "timeout"
 
@@ -182,8 +188,27 @@ def test_default_poll_interval_is_low_latency(simulated_writer):
     clock.after(0.05, lambda: write(writer, 3))
     follower = KeyFollower(writer.keys, 0.1, clock=clock, sleep=clock.sleep)
     assert next(follower) == 0
-    assert max(clock.sleeps) <= 0.001
+    assert max(clock.sleeps) == pytest.approx(0.001)
     assert clock() - 0.05 <= 0.001  # the frame was yielded within one poll interval
+
+
+def test_slow_polls_are_spaced_to_keep_the_follower_mostly_idle(simulated_writer):
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(10,))
+    write(writer, 2)
+    key = RecordingDataset(writer.keys[0], on_read=lambda: clock.sleep(0.002))  # 2 ms reads
+    follower = KeyFollower(
+        [key],
+        timeout=1.0,
+        policy=FollowPolicy(poll_interval_s=0.001, max_busy_fraction=0.25),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert list(follower) == [0, 1]
+    reads = [t for t in clock.sleeps if t == 0.002]
+    waits = [t for t in clock.sleeps if t != 0.002]
+    assert waits == pytest.approx([0.006] * len(waits))  # a 2 ms poll, then 6 ms of rest
+    assert len(reads) / (1.0 / 0.008) == pytest.approx(1, abs=0.05)
 
 
 def test_timeout_none_waits_only_for_the_finished_flag(simulated_writer):

@@ -92,9 +92,15 @@ class FollowPolicy:
     Parameters
     ----------
     poll_interval_s
-        Sleep between polls while waiting. The default (1 ms) keeps the median delay from a
-        key flush to its frame being yielded around 1 ms. An idle poll costs about 0.1-0.3 ms
-        (mostly HDF5 reloading the refreshed key dataset), whatever the scan length.
+        While waiting, start at most one poll per this many seconds. The default (1 ms) keeps
+        the median delay from a key flush to its frame being yielded around 1 ms. A poll costs
+        about 0.1-0.3 ms per key it reads (mostly HDF5 reloading the refreshed key dataset),
+        whatever the scan length.
+    max_busy_fraction
+        While waiting, space polls so that polling takes at most this fraction of the time
+        (measured from the cost of the last poll): following a fast writer with several keys
+        then costs a quarter of a core, not all of it, at the price of a little latency.
+        1.0 polls back to back when a poll is slower than ``poll_interval_s``.
     gaps
         ``"block"`` (default, as swmr_tools): a key left at 0 holds the frontier until it is
         set. ``"skip"``: once frames after it are complete, an index whose keys stay unset for
@@ -118,12 +124,18 @@ class FollowPolicy:
     gap_lookahead: int = 65536
     strict: bool = False
     finished_interval_s: float = 0.01
+    max_busy_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         if not (self.poll_interval_s >= 0 and math.isfinite(self.poll_interval_s)):
             raise ValueError(
                 f"poll_interval_s must be a finite number >= 0, got {self.poll_interval_s!r}. "
                 "Fix: pass seconds between polls, e.g. 0.001."
+            )
+        if not 0 < self.max_busy_fraction <= 1:
+            raise ValueError(
+                f"max_busy_fraction must be in (0, 1], got {self.max_busy_fraction!r}. Fix: pass "
+                "the largest share of one core the follower may spend polling, e.g. 0.25."
             )
         if self.gaps not in ("block", "skip"):
             raise ValueError(
@@ -238,6 +250,7 @@ class KeyFollower(ClosingContext):
         )
         self._polls = 0  # counts key reads, so that a poll refreshes each key at most once
         self._last_finished_read = -math.inf
+        self._next_poll_at = -math.inf  # when waiting may poll again
         self._file: Any | None = None
         self._finished: FinishedFlag | None = None
         self._closed = False
@@ -489,7 +502,16 @@ class KeyFollower(ClosingContext):
         """One poll: keys, then (when idle) the finished flag. True if the frontier moved.
 
         ``last``: the poll before a timeout stop, which reads the flag whenever it is due or not.
+        Sets when the next poll may start (see ``FollowPolicy.max_busy_fraction``).
         """
+        started = self._clock()
+        try:
+            return self._poll_keys_and_flag(last)
+        finally:
+            spacing = (self._clock() - started) / self.policy.max_busy_fraction
+            self._next_poll_at = started + max(self.policy.poll_interval_s, spacing)
+
+    def _poll_keys_and_flag(self, last: bool) -> bool:
         moved = self._advance()
         if self._total is not None and self.current_max >= self._total - 1:
             self._stop("complete")
@@ -505,6 +527,9 @@ class KeyFollower(ClosingContext):
         while self.current_max < target:
             if self.stop_reason is not None:
                 return False
+            pause = self._next_poll_at - self._clock()
+            if pause > 0:
+                self._sleep(pause)
             now = self._clock()
             timed_out = self.timeout is not None and now - idle_since >= self.timeout
             if self._poll_once(last=timed_out):
@@ -523,7 +548,6 @@ class KeyFollower(ClosingContext):
                     f"the wait deadline (frontier {self.current_max}). Fix: wait longer, or "
                     "check that the writer is still running."
                 )
-            self._sleep(self.policy.poll_interval_s)
         return True
 
     # ------------------------------------------------------------------ public API

@@ -456,20 +456,20 @@ class SimulatedWriter(ClosingContext):
         Returns
         -------
         dict
-            ``frames`` keyed, ``elapsed_s``, ``rate_hz`` achieved, ``cpu_s`` (this process's
-            CPU time while writing), and ``crashed``.
+            ``frames`` keyed, ``elapsed_s``, ``rate_hz`` achieved, this process's CPU time
+            while writing (``cpu_s``, of which ``sys_s`` in the kernel), and ``crashed``.
         """
         c = self.config
         total = min([c.n_frames, *(n for n in (c.crash_after, c.stop_after) if n is not None)])
         start = time.perf_counter()
-        cpu_start = time.process_time()
+        cpu_start = os.times()
         held = c.hold_at is None or on_hold is None
         while self.frames_keyed < total:
             if on_hold is not None and not held and self.frames_keyed >= (c.hold_at or 0):
                 held = True
                 on_hold()
                 start = time.perf_counter() - self.frames_keyed / (c.frame_rate_hz or math.inf)
-                cpu_start = time.process_time()
+                cpu_start = os.times()
             if c.frame_rate_hz:
                 due = start + self.frames_keyed / c.frame_rate_hz
                 delay = due - time.perf_counter()
@@ -484,10 +484,12 @@ class SimulatedWriter(ClosingContext):
         if not crashed:
             self.finish()
         elapsed = time.perf_counter() - start
+        cpu_end = os.times()
         return {
             "frames": self.frames_keyed,
             "elapsed_s": elapsed,
-            "cpu_s": time.process_time() - cpu_start,
+            "cpu_s": cpu_end.user + cpu_end.system - cpu_start.user - cpu_start.system,
+            "sys_s": cpu_end.system - cpu_start.system,
             "rate_hz": self.frames_keyed / elapsed if elapsed > 0 else math.inf,
             "crashed": crashed,
         }
