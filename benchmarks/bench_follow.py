@@ -282,9 +282,9 @@ def bench_writer_rate(
         )
         print(
             f"writer {target:>4} follower {library:<10}: {median:6.0f} frames/s "
-            f"({median / base:5.3f} of unfollowed; same-round {min(ratios):.2f}-{max(ratios):.2f}), "
-            "writer "
-            f"{cpu:4.0f} us CPU/frame ({cpu / base_cpu:5.3f}), follower {share:4.2f} of a core",
+            f"({median / base:5.3f} of unfollowed; "
+            f"same-round {min(ratios):.2f}-{max(ratios):.2f}), "
+            f"writer {cpu:4.0f} us CPU/frame ({cpu / base_cpu:5.3f}), follower {share:4.2f} of a core",
             flush=True,
         )
     return rows
