@@ -284,7 +284,8 @@ def bench_writer_rate(
             f"writer {target:>4} follower {library:<10}: {median:6.0f} frames/s "
             f"({median / base:5.3f} of unfollowed; "
             f"same-round {min(ratios):.2f}-{max(ratios):.2f}), "
-            f"writer {cpu:4.0f} us CPU/frame ({cpu / base_cpu:5.3f}), follower {share:4.2f} of a core",
+            f"writer {cpu:4.0f} us CPU/frame ({cpu / base_cpu:5.3f}), "
+            f"follower {share:4.2f} of a core",
             flush=True,
         )
     return rows
