@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from h5live import FollowPolicy, KeyFollower
 from h5live.testing import WriterProcess
@@ -78,8 +77,9 @@ with KeyFollower.from_path(source) as follower:
     batches = []
     for start, stop in follower.iter_ranges(max_frames=128):
         data.refresh()
-        rows = np.unravel_index(np.arange(start, stop), (20, 30))
-        spectra = data[...][rows]  # (stop - start, 16): the frames of this batch
+        first_row, end_row = start // 30, (stop - 1) // 30 + 1  # the scan rows of this batch
+        rows = data[first_row:end_row].reshape(-1, 16)  # one hyperslab read
+        spectra = rows[start - first_row * 30 : stop - first_row * 30]
         batches.append(len(spectra))
     print(f"{sum(batches)} frames in {len(batches)} batches of at most 128")
 writer.wait()
