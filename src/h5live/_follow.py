@@ -24,6 +24,8 @@ Contract
 - A key that drops back to zero below the frontier is reported (a warning, or an error in
   strict mode) and never makes a frame be delivered twice. The check covers the key chunk that
   holds the frontier, which is read anyway.
+- While waiting, a poll starts at most every ``poll_interval_s`` and polls are spaced so
+  that they take at most ``max_busy_fraction`` of the time (from the cost of the last one).
 - Time is read through an injectable ``clock``/``sleep`` pair.
 """
 
