@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -131,7 +130,6 @@ class KeyView:
         "align",
         "dataset",
         "dims",
-        "dsid",
         "dtype_checked",
         "extent",
         "filename",
@@ -142,8 +140,6 @@ class KeyView:
 
     def __init__(self, dataset: Any, dims: int) -> None:
         self.dataset = dataset
-        # For h5py datasets the extent comes from one low-level dataspace query per refresh.
-        self.dsid = dataset.id if isinstance(dataset, h5py.Dataset) else None
         self.filename, self.name = dataset_label(dataset)
         self.dims = dims
         self.shape: tuple[int, ...] = tuple(int(n) for n in dataset.shape[:dims])
@@ -171,8 +167,7 @@ class KeyView:
     def refresh(self, frontier: int) -> None:
         try:
             refresh_dataset(self.dataset)
-            full = self.dataset.shape if self.dsid is None else self.dsid.get_space().shape
-            shape = tuple(int(n) for n in full[: self.dims])
+            shape = tuple(int(n) for n in self.dataset.shape[: self.dims])
         except (RuntimeError, OSError, ValueError) as exc:
             raise self._fail(exc, "refresh") from exc
         if shape[1:] != self.shape[1:] and frontier >= stable_prefix(self.shape, shape):

@@ -365,10 +365,6 @@ class SourceSpec:
                 "number of seconds to wait for the writer."
             )
 
-    def open(self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> Any:
-        """Open the file (see :func:`open_source`)."""
-        return open_source(self.path, timeout_s=self.open_timeout_s, clock=clock, sleep=sleep)
-
     def resolve(self, file: Any) -> ResolvedLayout:
         """Find the key and finished datasets in an open file.
 
