@@ -62,14 +62,15 @@ def test_file_held_by_a_writer_without_swmr_is_reported(tmp_path):
         holder.communicate("\n")
 
 
-def test_missing_key_dataset_names_file_path_and_neighbours(tmp_path):
+@pytest.mark.parametrize("missing", ["/entry/keys/key_b", "key_b"], ids=["absolute", "relative"])
+def test_missing_key_dataset_names_file_path_and_neighbours(tmp_path, missing):
     path = tmp_path / "scan.h5"
     with h5py.File(path, "w", libver="latest") as f:
         f.create_dataset("/entry/keys/key_a", data=[1, 2])
     with pytest.raises(DatasetNotFoundError) as info:
-        KeyFollower.from_path(path, key_paths=["/entry/keys/key_b"], open_timeout_s=0)
+        KeyFollower.from_path(path, key_paths=[missing], open_timeout_s=0)
     message = str(info.value)
-    assert "'/entry/keys/key_b' not found in" in message
+    assert f"{missing!r} not found in" in message
     assert "scan.h5" in message
     assert "/entry/keys/key_a" in message  # what is there instead
 

@@ -224,7 +224,7 @@ def _nearby(file: Any, path: str) -> list[str]:
     """Dataset paths next to ``path`` (in its deepest existing parent group), for messages."""
     parent = path.rstrip("/")
     while parent:
-        parent = parent.rsplit("/", 1)[0]
+        parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
         group = file.get(parent or "/")
         if isinstance(group, h5py.Group):
             break
