@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +35,8 @@ import numpy as np
 from h5live import KeyFollower
 from h5live.testing import WriterProcess
 
-HERE = Path(__file__).resolve().parent
-RESULTS_MD = HERE / "RESULTS.md"
-START, END = "<!-- bench_follow:start -->", "<!-- bench_follow:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import HERE, RESULTS_MD, machine, machine_line, seconds_per_call, update_results_md
 
 
 def swmr_tools_follower(keys: list[Any], finished: Any, timeout: float = 10) -> Any:
@@ -78,22 +75,6 @@ def make_keys_file(path: Path, n_frames: int, n_keys: int) -> None:
             key[:half] = values
         # Shape (1,): swmr_tools cannot read a scalar finished dataset (it indexes [0]).
         f.create_dataset("/entry/finished", data=np.zeros(1, np.int32), maxshape=(1,), chunks=(1,))
-
-
-def seconds_per_call(call: Callable[[], object], budget_s: float) -> float:
-    """Median time of one call over batches filling about ``budget_s``."""
-    call()
-    start = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - start, 1e-7)
-    per_batch = max(1, int(budget_s / 5 / once))
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(per_batch):
-            call()
-        samples.append((time.perf_counter() - start) / per_batch)
-    return statistics.median(samples)
 
 
 def bench_idle_poll(
@@ -294,20 +275,6 @@ def bench_writer_rate(
 # ---------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    import swmr_tools
-
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "h5py": h5py.version.version,
-        "hdf5": h5py.version.hdf5_version,
-        "numpy": np.__version__,
-        "swmr_tools": getattr(swmr_tools, "__version__", "?"),
-    }
-
-
 def plot(results: dict[str, Any], png: Path) -> None:
     import matplotlib
 
@@ -347,12 +314,10 @@ def plot(results: dict[str, Any], png: Path) -> None:
 def markdown(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     lines = [
-        START,
         "## Following a live file (`bench_follow.py`)",
         "",
         f"Command: `{command}`  ",
-        f"Run: {results['date']}; Python {m['python']}, h5py {m['h5py']} (HDF5 {m['hdf5']}), "
-        f"numpy {m['numpy']}, swmr_tools {m['swmr_tools']}; {m['cpus']} CPUs, {m['platform']}.  ",
+        f"Run: {results['date']}; {machine_line(m)}  ",
         "Data: `benchmarks/results/follow.json`, plot: `benchmarks/results/follow.png`.",
         "",
         "### Idle poll cost (a waiting-loop iteration with nothing new; keys pre-sized, half set)",
@@ -405,19 +370,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
             f"{r['writer_cpu_us_per_frame']:.0f} | {r['cpu_relative']:.3f} | "
             f"{r['follower_cpu_share']:.2f} |"
         )
-    lines += ["", END]
     return "\n".join(lines)
-
-
-def update_results_md(section: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS_MD.write_text(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -476,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "follow.json").write_text(json.dumps(results, indent=2))
     command = "python benchmarks/bench_follow.py" + ("" if argv is None else " " + " ".join(argv))
-    update_results_md(markdown(results, command.strip()))
+    update_results_md("bench_follow", markdown(results, command.strip()))
     plot(results, args.out / "follow.png")
     print(f"wrote {args.out / 'follow.json'}, {args.out / 'follow.png'} and {RESULTS_MD}")
     return 0

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import h5live
+import h5live.chunk_utils
+import h5live.compat
 import h5live.errors
 import h5live.testing
+import h5live.utils
 
 
 def test_h5live_all():
     assert sorted(h5live.__all__) == sorted(
         [
             "KNOWN_LAYOUTS",
+            "ChunkSource",
+            "DataSource",
             "FollowPolicy",
+            "FrameReader",
             "KeyFollower",
             "Layout",
+            "RowKeyFollower",
+            "SliceDict",
             "SourceSpec",
             "StopReason",
             "__version__",
+            "chunk_utils",
             "errors",
             "open_source",
+            "utils",
         ]
     )
     for name in h5live.__all__:
@@ -29,13 +39,17 @@ def test_errors_all():
     assert sorted(h5live.errors.__all__) == sorted(
         [
             "DatasetNotFoundError",
+            "DirectChunkError",
             "FinishedDatasetError",
             "FollowTimeout",
+            "FrameIndexError",
+            "FrameReadError",
             "H5LiveError",
             "H5LiveWarning",
             "KeyDatasetError",
             "KeyRegressionError",
             "KeyRegressionWarning",
+            "ScanShapeError",
             "SourceNotReadyError",
         ]
     )
@@ -70,3 +84,29 @@ def test_testing_all():
             "frame_values",
         ]
     )
+
+
+def test_swmr_tools_modules_all():
+    assert h5live.utils.__all__ == [
+        "append_data",
+        "check_file_readable",
+        "convert_stack_to_grid",
+        "copy_nexus_axes",
+        "create_dataset",
+        "create_nxdata",
+        "create_nxentry",
+        "get_position",
+        "get_position_snake",
+        "get_position_snake_row",
+        "get_row_slice",
+        "refresh_dataset",
+    ]
+    assert h5live.chunk_utils.__all__ == [
+        "ChunkSliceCollection",
+        "SliceInOut",
+        "SliceSize",
+        "get_output_chunk_shape",
+        "get_slice_structure",
+        "write_data",
+    ]
+    assert h5live.compat.__all__ == ["Follower", "FrameGrabber"]

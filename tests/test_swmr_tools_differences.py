@@ -101,3 +101,107 @@ def test_pre_sized_complete_keys_stop_at_once(keys_file):
     assert list(ours) == [0, 1, 2, 3]
     assert ours.stop_reason == "complete"
     assert clock.sleeps == []
+
+
+# ---------------------------------------------------------------- reading frames (issue 3)
+
+
+@pytest.mark.live
+def test_frame_reader_reads_stale_fill_values_from_a_presized_live_file(writer_process):
+    # swmr_tools' FrameReader refreshes only when an index is outside the cached shape, so a
+    # pre-sized dataset's new frames read as fill values; h5live's refreshes first.
+    from swmr_tools.datasource import FrameReader as SwmrFrameReader
+
+    from h5live import FrameReader
+    from h5live.testing import frame_values
+
+    process = writer_process(scan_shape=(300,), frame_shape=(4,), presized=True, hold_at=0)
+    with KeyFollower.from_path(process.path, timeout=10) as follower:
+        data = follower.key_datasets[0].file["/entry/data/data"]
+        ours, theirs = FrameReader(data, 1), SwmrFrameReader(data, 1)
+        process.go()
+        stale = {"ours": 0, "theirs": 0}
+        for index in follower:
+            expected = frame_values(index, (4,), "uint16")
+            stale["theirs"] += not np.array_equal(theirs.read_frame(index)[0][0], expected)
+            stale["ours"] += not np.array_equal(ours.read_frame(index)[0][0], expected)
+    assert process.wait() == 0
+    assert stale["ours"] == 0
+    assert stale["theirs"] > 0
+
+
+@pytest.mark.live
+def test_datasource_sleeps_a_second_when_a_growing_dataset_is_behind(writer_process, monkeypatch):
+    # swmr_tools reads the cached shape before refreshing, fails, sleeps 1 s and retries.
+    import swmr_tools.datasource
+
+    from h5live import DataSource
+
+    slept: list[float] = []
+    monkeypatch.setattr(swmr_tools.datasource, "sleep", slept.append)  # record, do not sleep
+    process = writer_process(
+        scan_shape=(40,), frame_shape=(2,), frame_rate_hz=500, hold_at=4, finished_scalar=False
+    )
+    with h5py.File(process.path, "r", libver="latest", swmr=True) as f:
+        key, finished = f["/entry/keys/key_0"], f["/entry/finished"]
+        while key.shape[0] < 4:  # swmr_tools cannot start on empty keys
+            key.refresh()
+        theirs = swmr_tools.DataSource([key], {"d": f["/entry/data/data"]}, 10, finished)
+        process.go()
+        assert len(list(theirs)) == 40
+    assert process.wait() == 0
+    assert 1 in slept
+    ours_slept: list[float] = []
+    process = writer_process("ours.h5", scan_shape=(40,), frame_shape=(2,), hold_at=0)
+    with h5py.File(process.path, "r", libver="latest", swmr=True) as f:
+        ours = DataSource(
+            [f["/entry/keys/key_0"]], {"d": f["/entry/data/data"]}, 10, f["/entry/finished"],
+            sleep=lambda s: (ours_slept.append(s), __import__("time").sleep(s)),
+        )
+        process.go()
+        assert len(list(ours)) == 40
+    assert max(ours_slept, default=0) < 0.5
+
+
+def _chunked_stack(f, maxshape):
+    data = f.create_dataset("d", shape=(10, 2), maxshape=maxshape, chunks=(4, 2), dtype="i4")
+    data[:6] = np.arange(12).reshape(6, 2) + 1  # chunk 1 only half written
+    return data
+
+
+def test_chunk_source_delivers_a_half_written_chunk(keys_file):
+    data = _chunked_stack(keys_file, (10, 2))
+    theirs = [item["d"] for item in swmr_tools.ChunkSource({"d": data}, timeout=0.01)]
+    assert len(theirs) == 2
+    assert (theirs[1][2:] == 0).all()  # fill values delivered as frames
+    clock = FakeClock()
+    from h5live import ChunkSource
+
+    ours = list(ChunkSource({"d": data}, 1, clock=clock, sleep=clock.sleep))
+    assert [(item.index, item.stop) for item in ours] == [(0, 4)]
+
+
+def test_chunk_source_slice_metadata_is_a_list_of_a_wrong_slice(keys_file):
+    data = keys_file.create_dataset("d", data=np.arange(12), chunks=(4,))
+    done = keys_file.create_dataset("done", data=[1])
+    theirs = list(swmr_tools.ChunkSource({"d": data}, timeout=0.01, finished_dataset=done))
+    assert theirs[1].slice_metadata == [slice(4, 5)]  # frames 4..7 are meant
+    from h5live import ChunkSource
+
+    ours = list(ChunkSource({"d": data}, 0.01, done))
+    assert ours[1].slice_metadata == (slice(4, 8),)
+
+
+def test_chunk_source_unlimited_and_filtered_datasets(keys_file):
+    done = keys_file.create_dataset("done", data=[1])
+    growing = keys_file.create_dataset("g", data=np.arange(8), chunks=(4,), maxshape=(None,))
+    gzipped = keys_file.create_dataset("z", data=np.arange(8), chunks=(4,), compression="gzip")
+    with pytest.raises(TypeError):
+        list(swmr_tools.ChunkSource({"g": growing}, timeout=0.01, finished_dataset=done))
+    with pytest.raises(RuntimeError, match="filters not supported"):
+        list(swmr_tools.ChunkSource({"z": gzipped}, timeout=0.01, finished_dataset=done))
+    from h5live import ChunkSource
+
+    for dataset in (growing, gzipped):
+        items = list(ChunkSource({"x": dataset}, 0.01, done))
+        np.testing.assert_array_equal(np.concatenate([i["x"] for i in items]), np.arange(8))

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from h5live import errors
+from h5live import chunk_utils, errors, utils
+from h5live._chunks import ChunkSource
+from h5live._datasource import DataSource
 from h5live._follow import FollowPolicy, KeyFollower, StopReason
+from h5live._read import FrameReader, SliceDict
+from h5live._rows import RowKeyFollower
 from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
 
 try:
@@ -18,12 +22,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "KNOWN_LAYOUTS",
+    "ChunkSource",
+    "DataSource",
     "FollowPolicy",
+    "FrameReader",
     "KeyFollower",
     "Layout",
+    "RowKeyFollower",
+    "SliceDict",
     "SourceSpec",
     "StopReason",
     "__version__",
+    "chunk_utils",
     "errors",
     "open_source",
+    "utils",
 ]

@@ -356,7 +356,9 @@ class KeyFollower(ClosingContext):
         rank = ranks[0][2]
         maxshapes = {m[:rank] for _, m, _ in ranks}
         if len(maxshapes) > 1:
-            logger.warning("key datasets have different scan maxshapes: %s", sorted(maxshapes))
+            logger.warning(
+                "key datasets have different scan maxshapes: %s", sorted(maxshapes, key=str)
+            )
         self.scan_rank = rank
         self.maxshape = ranks[0][1][:rank]
         if all(n is not None for n in self.maxshape):

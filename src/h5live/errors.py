@@ -9,13 +9,17 @@ from __future__ import annotations
 
 __all__ = [
     "DatasetNotFoundError",
+    "DirectChunkError",
     "FinishedDatasetError",
     "FollowTimeout",
+    "FrameIndexError",
+    "FrameReadError",
     "H5LiveError",
     "H5LiveWarning",
     "KeyDatasetError",
     "KeyRegressionError",
     "KeyRegressionWarning",
+    "ScanShapeError",
     "SourceNotReadyError",
 ]
 
@@ -61,3 +65,23 @@ class H5LiveWarning(UserWarning):
 
 class KeyRegressionWarning(H5LiveWarning):
     """A key already seen non-zero went back to zero; frames are not delivered twice."""
+
+
+class FrameIndexError(H5LiveError, IndexError):
+    """A frame index outside the data, even after refreshing it."""
+
+
+class ScanShapeError(H5LiveError, ValueError):
+    """A data dataset whose scan shape does not match the keys'."""
+
+
+class DirectChunkError(H5LiveError, ValueError):
+    """A chunk cannot be read with ``read_direct_chunk`` and decoded in Python.
+
+    Raised when direct reads are required but a filter has no Python decoder or its package is
+    missing, and when a chunk's bytes do not decode to a whole chunk.
+    """
+
+
+class FrameReadError(H5LiveError, OSError):
+    """Frames that the keys mark complete could not be read (e.g. a filter plugin is missing)."""
