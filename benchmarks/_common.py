@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,51 @@ def update_results_md(name: str, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     RESULTS_MD.write_text(text)
+
+
+def latency_stats(parts: list[np.ndarray]) -> dict[str, Any]:
+    """Frame count, p50, p99 and max of latencies in milliseconds (NaN: frame not seen)."""
+    values = np.concatenate(parts)
+    values = values[np.isfinite(values)]
+    return {
+        "frames": int(values.size),
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "max_ms": float(values.max()),
+    }
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def parse_args(doc: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options every benchmark has: ``--quick`` and ``--out``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, no files written")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="JSON and PNG folder")
+    return parser.parse_args(argv)
+
+
+def save_results(
+    name: str,
+    results: dict[str, Any],
+    out: Path,
+    argv: Sequence[str] | None,
+    markdown: Callable[[dict[str, Any], str], str],
+    plot: Callable[[dict[str, Any], Path], None],
+) -> None:
+    """Write ``out/<name>.json``, ``out/<name>.png`` and this run's section of RESULTS.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))
+    script = f"bench_{name}"
+    command = f"python benchmarks/{script}.py" + ("" if argv is None else " " + " ".join(argv))
+    update_results_md(script, markdown(results, command.strip()))
+    plot(results, out / f"{name}.png")
+    print(f"wrote {out / f'{name}.json'}, {out / f'{name}.png'} and {RESULTS_MD}")

@@ -17,8 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
 import sys
@@ -36,7 +34,15 @@ from h5live import KeyFollower
 from h5live.testing import WriterProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HERE, RESULTS_MD, machine, machine_line, seconds_per_call, update_results_md
+from _common import (
+    latency_stats,
+    machine,
+    machine_line,
+    parse_args,
+    pyplot,
+    save_results,
+    seconds_per_call,
+)
 
 
 def swmr_tools_follower(keys: list[Any], finished: Any, timeout: float = 10) -> Any:
@@ -161,17 +167,12 @@ def bench_latency(
             latencies[library].append((stamps - flushed) * 1e3)
     rows = []
     for library, parts in latencies.items():
-        values = np.concatenate(parts)
-        values = values[np.isfinite(values)]
         row = {
             "library": library,
             "rate_hz": rate_hz,
             "keys": n_keys,
-            "frames": int(values.size),
             "writer_rate_hz": statistics.median(achieved[library]),
-            "p50_ms": float(np.percentile(values, 50)),
-            "p99_ms": float(np.percentile(values, 99)),
-            "max_ms": float(values.max()),
+            **latency_stats(parts),
         }
         rows.append(row)
         print(
@@ -276,11 +277,7 @@ def bench_writer_rate(
 
 
 def plot(results: dict[str, Any], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for n_keys, style in ((1, "-"), (3, "--")):
         rows = [r for r in results["idle_poll"] if r["keys"] == n_keys]
@@ -374,10 +371,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, no files written")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="JSON and PNG folder")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__ or "", argv)
     if args.quick:
         config = {
             "sizes": [10**3, 10**5],
@@ -426,12 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     if args.quick:
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "follow.json").write_text(json.dumps(results, indent=2))
-    command = "python benchmarks/bench_follow.py" + ("" if argv is None else " " + " ".join(argv))
-    update_results_md("bench_follow", markdown(results, command.strip()))
-    plot(results, args.out / "follow.png")
-    print(f"wrote {args.out / 'follow.json'}, {args.out / 'follow.png'} and {RESULTS_MD}")
+    save_results("follow", results, args.out, argv, markdown, plot)
     return 0
 
 

@@ -19,8 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -37,7 +35,14 @@ from h5live import DataSource, FrameReader
 from h5live.testing import WriterProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HERE, RESULTS_MD, machine, machine_line, update_results_md
+from _common import (
+    latency_stats,
+    machine,
+    machine_line,
+    parse_args,
+    pyplot,
+    save_results,
+)
 
 CODECS: dict[str, dict[str, Any]] = {
     "none": {},
@@ -71,15 +76,19 @@ def time_rounds(variants: dict[str, Callable[[], int]], rounds: int) -> dict[str
 # ---------------------------------------------------------------- 1. DataSource per frame
 
 
-def bench_datasource(tmp: Path, n_frames: int, frame_shape: tuple[int, ...], rounds: int) -> dict:
+def bench_datasource(
+    tmp: Path, n_frames: int, frame_shape: tuple[int, ...], chunk_frames: int, rounds: int
+) -> dict:
     import swmr_tools
 
-    path = tmp / f"datasource-{'x'.join(map(str, frame_shape))}.h5"
+    path = tmp / f"datasource-{'x'.join(map(str, frame_shape))}-{chunk_frames}.h5"
     with h5py.File(path, "w", libver="latest") as f:
         f.create_dataset("keys", data=np.arange(1, n_frames + 1), chunks=(min(1024, n_frames),))
         f.create_dataset("finished", data=np.ones(1, np.int32))
         f.create_dataset(
-            "data", data=detector_frames(n_frames, frame_shape), chunks=(1, *frame_shape)
+            "data",
+            data=detector_frames(n_frames, frame_shape),
+            chunks=(chunk_frames, *frame_shape),
         )
 
     def run(make: Callable[[Any], Any]) -> Callable[[], int]:
@@ -107,12 +116,13 @@ def bench_datasource(tmp: Path, n_frames: int, frame_shape: tuple[int, ...], rou
     }
     per_frame = time_rounds(variants, rounds)
     path.unlink()
-    row = {"frames": n_frames, "frame_shape": list(frame_shape)}
+    row = {"frames": n_frames, "frame_shape": list(frame_shape), "chunk_frames": chunk_frames}
     row.update({f"{name}_us": t * 1e6 for name, t in per_frame.items()})
     row["ratio_frames"] = per_frame["swmr_tools"] / per_frame["h5live"]
     row["ratio_batch"] = per_frame["swmr_tools"] / per_frame["h5live_batch"]
     print(
-        f"datasource {frame_shape}: swmr_tools {row['swmr_tools_us']:.1f} us/frame, h5live "
+        f"datasource {frame_shape} {chunk_frames} frame(s)/chunk: swmr_tools "
+        f"{row['swmr_tools_us']:.1f} us/frame, h5live "
         f"{row['h5live_us']:.1f} ({row['ratio_frames']:.1f}x), batched "
         f"{row['h5live_batch_us']:.2f} ({row['ratio_batch']:.0f}x)",
         flush=True,
@@ -210,15 +220,10 @@ def bench_latency(tmp: Path, n_frames: int, rate_hz: float, rounds: int) -> list
             latencies[library].append((stamps - flushed)[8:] * 1e3)
     rows = []
     for library, parts in latencies.items():
-        values = np.concatenate(parts)
-        values = values[np.isfinite(values)]
         row = {
             "library": library,
             "rate_hz": rate_hz,
-            "frames": int(values.size),
-            "p50_ms": float(np.percentile(values, 50)),
-            "p99_ms": float(np.percentile(values, 99)),
-            "max_ms": float(values.max()),
+            **latency_stats(parts),
         }
         rows.append(row)
         print(
@@ -233,14 +238,13 @@ def bench_latency(tmp: Path, n_frames: int, rate_hz: float, rounds: int) -> list
 
 
 def plot(results: dict[str, Any], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     rows = results["datasource"]
-    labels = ["x".join(map(str, r["frame_shape"])) for r in rows]
+    labels = [
+        f"{'x'.join(map(str, r['frame_shape'])) or 'scalar'}\n{r['chunk_frames']}/chunk"
+        for r in rows
+    ]
     x = np.arange(len(rows))
     for k, (name, key) in enumerate(
         (
@@ -278,15 +282,16 @@ def markdown(results: dict[str, Any], command: str) -> str:
         "Data: `benchmarks/results/read.json`, plot: `benchmarks/results/read.png`.",
         "",
         f"### DataSource over a complete file ({results['config']['datasource_frames']:,} "
-        "frames, one frame per chunk, uncompressed; microseconds per frame)",
+        "uint16 frames, uncompressed; microseconds per frame)",
         "",
-        "| frame | swmr_tools | h5live | h5live batched (1024) | swmr_tools / h5live | "
-        "swmr_tools / batched |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| frame | frames per chunk | swmr_tools | h5live | h5live batched (1024) | "
+        "swmr_tools / h5live | swmr_tools / batched |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["datasource"]:
         lines.append(
-            f"| {'x'.join(map(str, r['frame_shape']))} | {r['swmr_tools_us']:.1f} | "
+            f"| {'x'.join(map(str, r['frame_shape'])) or 'scalar'} | {r['chunk_frames']} | "
+            f"{r['swmr_tools_us']:.1f} | "
             f"{r['h5live_us']:.1f} | {r['h5live_batch_us']:.2f} | {r['ratio_frames']:.1f}x | "
             f"{r['ratio_batch']:.0f}x |"
         )
@@ -324,14 +329,11 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, no files written")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="JSON and PNG folder")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__ or "", argv)
     if args.quick:
         config = {
             "datasource_frames": 300,
-            "datasource_shapes": [(16, 16)],
+            "datasource_layouts": [((16, 16), 1)],
             "direct_frames": 20,
             "direct_shape": (64, 64),
             "latency_frames": 100,
@@ -341,7 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         config = {
             "datasource_frames": 20000,
-            "datasource_shapes": [(), (16, 16), (64, 64)],
+            "datasource_layouts": [
+                ((), 1),
+                ((), 64),
+                ((16, 16), 1),
+                ((16, 16), 64),
+                ((64, 64), 1),
+            ],
             "direct_frames": 400,
             "direct_shape": (256, 256),
             "latency_frames": 3000,
@@ -355,8 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": machine(),
             "config": config,
             "datasource": [
-                bench_datasource(tmp, config["datasource_frames"], shape, config["rounds"])
-                for shape in config["datasource_shapes"]
+                bench_datasource(tmp, config["datasource_frames"], shape, chunk, config["rounds"])
+                for shape, chunk in config["datasource_layouts"]
             ],
             "direct": bench_direct(
                 tmp, config["direct_frames"], config["direct_shape"], config["rounds"]
@@ -367,12 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     if args.quick:
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "read.json").write_text(json.dumps(results, indent=2))
-    command = "python benchmarks/bench_read.py" + ("" if argv is None else " " + " ".join(argv))
-    update_results_md("bench_read", markdown(results, command.strip()))
-    plot(results, args.out / "read.png")
-    print(f"wrote {args.out / 'read.json'}, {args.out / 'read.png'} and {RESULTS_MD}")
+    save_results("read", results, args.out, argv, markdown, plot)
     return 0
 
 

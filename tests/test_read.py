@@ -116,7 +116,8 @@ def test_direct_chunk_frames_equal_h5py_frames(tmp_path, filters, mode):
 
 
 def test_direct_reads_fall_back_to_h5py_where_python_is_slower(tmp_path, caplog):
-    _image_stack(tmp_path / "d.h5", compression="gzip")
+    # shuffle+deflate: decoded in Python only for chunks of 128 KiB or more (these are 384 B)
+    _image_stack(tmp_path / "d.h5", compression="gzip", shuffle=True)
     with h5py.File(tmp_path / "d.h5", "r") as f, caplog.at_level(logging.DEBUG, "h5live"):
         assert not FrameReader(f["data"], 1, use_direct_chunk=True).direct
         assert FrameReader(f["data"], 1, use_direct_chunk="require").direct
@@ -137,16 +138,28 @@ def test_direct_reads_demanded_on_arrays_are_an_error():
         FrameReader(np.zeros((3, 2)), 1, use_direct_chunk="require")
 
 
+READERS = {
+    "h5py": (False, None),
+    "direct": ("require", None),
+    "direct-zstd": ("require", "zstd"),
+}
+
+
 @pytest.mark.live
 @pytest.mark.parametrize("presized", [True, False], ids=["presized", "growing"])
-@pytest.mark.parametrize("direct", [False, True], ids=["h5py", "direct"])
+@pytest.mark.parametrize(("direct", "compression"), READERS.values(), ids=READERS.keys())
 def test_standalone_reader_never_reads_stale_frames_of_a_live_file(
-    writer_process, presized, direct
+    writer_process, presized, direct, compression
 ):
     # Without a refresh before each new frame, h5py reads a pre-sized dataset's new frames as
     # fill values (swmr_tools' FrameReader does: see test_swmr_tools_differences.py).
     process = writer_process(
-        scan_shape=(600,), frame_shape=(4, 6), presized=presized, frame_rate_hz=3000, hold_at=0
+        scan_shape=(600,),
+        frame_shape=(4, 6),
+        presized=presized,
+        compression=compression,
+        frame_rate_hz=3000,
+        hold_at=0,
     )
     with KeyFollower.from_path(process.path, timeout=10) as follower:
         reader = FrameReader(follower._file["/entry/data/data"], 1, use_direct_chunk=direct)

@@ -155,7 +155,10 @@ def test_datasource_sleeps_a_second_when_a_growing_dataset_is_behind(writer_proc
     process = writer_process("ours.h5", scan_shape=(40,), frame_shape=(2,), hold_at=0)
     with h5py.File(process.path, "r", libver="latest", swmr=True) as f:
         ours = DataSource(
-            [f["/entry/keys/key_0"]], {"d": f["/entry/data/data"]}, 10, f["/entry/finished"],
+            [f["/entry/keys/key_0"]],
+            {"d": f["/entry/data/data"]},
+            10,
+            f["/entry/finished"],
             sleep=lambda s: (ours_slept.append(s), __import__("time").sleep(s)),
         )
         process.go()

@@ -4,9 +4,9 @@ Contract
 --------
 - The datasets are stacks chunked along their first axis only: each chunk holds
   ``chunk_size`` whole frames (every other chunk dim equals the dataset's).
-- Without keys, a chunk is known complete when the writer has moved past it: it is allocated
-  and the next chunk is allocated too, or the finished dataset is set (then every allocated
-  chunk counts, and the last one is cut at the dataset's length). A chunk that is only partly
+- Without keys, a chunk is known complete when the writer has moved past it: the next chunk is
+  allocated, or the finished dataset is set (then every chunk counts, the last one cut at the
+  dataset's length). A chunk that is only partly
   written is never delivered. When following stops on the idle timeout without a finished
   flag, the last chunk cannot be known complete: it is withheld, with a warning.
 - Progress is tracked by a :class:`h5live.KeyFollower` over one *chunk progress* view per
@@ -64,18 +64,26 @@ class _ChunkProgress:
         self.shape = (int(self.dataset.shape[0]),)
 
     def _allocated(self, chunk: int) -> bool:
-        offset = (chunk * self.chunk_size, *self._tail)
-        try:
-            info = self.dataset.id.get_chunk_info_by_coord(offset)
-        except (RuntimeError, OSError, ValueError):  # outside the dataset's extent
+        """Whether ``chunk`` exists in the file.
+
+        ``read_direct_chunk`` answers in constant time; ``get_chunk_info_by_coord`` walks the
+        chunk index (about 1.7 ms at 10,000 chunks with HDF5 2.0). The price is reading the
+        chunk's bytes once, only when the dataset's extent already reaches it.
+        """
+        start = chunk * self.chunk_size
+        if start >= self.shape[0]:
             return False
-        return info.byte_offset is not None
+        try:
+            self.dataset.id.read_direct_chunk((start, *self._tail))
+        # Not allocated (yet). h5py raises MemoryError when HDF5 reports a size of 0 bytes.
+        except (RuntimeError, OSError, ValueError, MemoryError):
+            return False
+        return True
 
     def _is_complete(self, chunk: int) -> bool:
+        """Chunk ``chunk`` is complete once the writer has begun the next one, or finished."""
         if chunk < self._complete:
             return True
-        if not self._allocated(chunk):
-            return False
         if self._finished() or self._allocated(chunk + 1):
             self._complete = chunk + 1
             return True

@@ -182,6 +182,12 @@ class FrameReader:
 
     def _slices(self, start: int, stop: int) -> tuple[slice, ...]:
         scan = self._shape[: self.scan_rank]
+        if stop == start + 1:  # one frame: its position, without the box machinery
+            position = []
+            for n in reversed(scan):
+                start, p = divmod(start, n)
+                position.append(slice(p, p + 1))
+            return tuple(reversed(position))
         boxes = flat_boxes(start, stop, scan) if self.scan_rank else [()]
         if len(boxes) != 1:
             raise ValueError(
@@ -273,10 +279,14 @@ class FrameReader:
     def _read_direct(
         self, direct: DirectChunkReader, start: int, stop: int, slices: tuple[slice, ...]
     ) -> npt.NDArray[Any]:
+        tail = (0,) * len(self.frame_shape)
+        if stop == start + 1:  # one frame, one chunk
+            frame = np.empty(direct.chunk_shape, dtype=direct.dtype)
+            if direct.read_into(tuple(s.start for s in slices) + tail, frame):
+                return frame
         box = tuple(s.stop - s.start for s in slices)
         out = np.empty(box + self.frame_shape, dtype=direct.dtype)
         flat = out.reshape((stop - start, *direct.chunk_shape))
-        tail = (0,) * len(self.frame_shape)
         for k, position in enumerate(np.ndindex(*box)):
             offset = tuple(s.start + p for s, p in zip(slices, position, strict=True)) + tail
             if not direct.read_into(offset, flat[k]):  # not allocated: h5py gives the fill
