@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import h5py
+import hdf5plugin  # noqa: F401  (reads the compressed datasets)
 import numpy as np
 import pytest
 
@@ -150,3 +151,48 @@ def test_live_chunks_carry_every_value(writer_process, layout):
             spans.append((item.index, item.stop))
     assert process.wait() == 0
     assert spans == [(s, min(s + 10, 503)) for s in range(0, 503, 10)]
+
+
+def test_an_aborted_scan_delivers_only_the_chunks_written(simulated_writer, fake_clock):
+    # Pre-sized, finished after 7 of 20 frames: chunks 2 and 3 were never written. Without
+    # keys the length written is unknown inside chunk 1, which is delivered whole (as swmr_tools).
+    writer = simulated_writer(scan_shape=(20,), frame_shape=(), data_chunks=(5,), presized=True)
+    writer.append(7)
+    writer.flush_keys()
+    writer.finish()
+    items = list(source_for(writer, fake_clock))
+    assert [(i.index, i.stop) for i in items] == [(0, 5), (5, 10)]
+
+
+def _early_allocated(f, finished_value):
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    data = f.create_dataset("d", shape=(20, 2), chunks=(5, 2), dtype="i4", dcpl=dcpl)
+    done = f.create_dataset("done", data=np.full(1, finished_value, "i4"), chunks=(1,))
+    f.swmr_mode = True
+    data[0:2] = [[1, 1], [2, 2]]
+    data.id.flush()
+    return data, done
+
+
+def test_early_allocated_chunks_wait_for_the_finished_flag(tmp_path, fake_clock):
+    with h5py.File(tmp_path / "early.h5", "w", libver="latest") as f:
+        data, done = _early_allocated(f, finished_value=0)
+        with pytest.raises(ValueError, match=r"early allocation.*finished dataset"):
+            ChunkSource({"d": data})
+        source = ChunkSource({"d": data}, 1, done, clock=fake_clock, sleep=fake_clock.sleep)
+        assert source.kf.poll() == -1  # every chunk exists, none is known written
+        data[2:20] = np.arange(36).reshape(18, 2)
+        done[0] = 1
+        f.flush()
+        assert [(i.index, i.stop) for i in source] == [(0, 5), (5, 10), (10, 15), (15, 20)]
+
+
+def test_a_file_opened_without_swmr_is_read_whole_without_waiting(tmp_path, fake_clock):
+    with h5py.File(tmp_path / "static.h5", "w") as f:
+        f.create_dataset("d", data=np.arange(10), chunks=(4,), maxshape=(None,))
+    with h5py.File(tmp_path / "static.h5", "r") as f:
+        source = ChunkSource({"d": f["d"]}, 5, clock=fake_clock, sleep=fake_clock.sleep)
+        items = list(source)
+    assert [(i.index, i.stop) for i in items] == [(0, 4), (4, 8), (8, 10)]
+    assert fake_clock() < 5  # not the idle timeout: nothing can be writing this file

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import h5py
+import hdf5plugin  # noqa: F401  (reads the compressed datasets)
 import numpy as np
 import pytest
 import swmr_tools
 
 from h5live import DataSource, FollowPolicy, SliceDict
-from h5live.errors import ScanShapeError
+from h5live.errors import FrameIndexError, ScanShapeError
 from h5live.testing import FakeClock, SimulatedWriter, frame_values
 from helpers import RecordingDataset
 
@@ -137,10 +138,11 @@ def test_data_is_refreshed_after_the_keys_and_before_it_is_read(simulated_writer
     ("data_shape", "data_maxshape", "shown"),
     [
         ((4, 6, 3), (4, 6, 3), r"\(4, 6\)"),
-        ((4, 5, 3), (5, 5, 3), r"\(5, 5\)"),
+        ((4, 5, 3), (5, 5, 3), r"\(4, 5\) \(maxshape \(5, 5\)\)"),
+        ((4, 6, 3), (None, None, 3), r"\(4, 6\)"),
         ((4,), (4,), r"\(4,\)"),
     ],
-    ids=["inner-axis", "fixed-length", "too-few-dims"],
+    ids=["inner-axis", "fixed-length", "growing-inner-axis", "too-few-dims"],
 )
 def test_data_of_another_scan_shape_is_refused_naming_both_shapes(
     tmp_path, data_shape, data_maxshape, shown
@@ -298,3 +300,37 @@ def test_live_source_delivers_every_value(writer_process, layout, batch):
     # swmr_tools' DataSource sleeps 1 s whenever a growing dataset is behind the keys; the
     # only sleeps here are the follower's short pauses between polls.
     assert max(sleeps, default=0) < 0.5
+
+
+def test_batches_of_a_grid_whose_data_lags_the_keys_are_explained(tmp_path, fake_clock):
+    with h5py.File(tmp_path / "g.h5", "w", libver="latest") as f:
+        keys = f.create_dataset("k", data=np.ones((1, 3), "i8"), maxshape=(None, None))
+        data = f.create_dataset("d", shape=(0, 0, 2), maxshape=(None, None, 2), dtype="i4")
+        source = DataSource(
+            [keys], {"d": data}, 1, batch_frames=8, clock=fake_clock, sleep=fake_clock.sleep
+        )
+        with pytest.raises(FrameIndexError, match=r"frame 2 is outside dataset '/d'"):
+            next(source)
+
+
+@pytest.mark.parametrize("batch", [None, 6], ids=["frames", "batch-6"])
+def test_one_read_per_item(simulated_writer, fake_clock, batch):
+    writer = simulated_writer(scan_shape=(4, 5), frame_shape=(2,), presized=True)
+    writer.append(20)
+    writer.flush_keys()
+    writer.finish()
+    data = RecordingDataset(writer.data)
+    items = list(
+        DataSource(
+            writer.keys,
+            {"data": data},
+            1.0,
+            writer.finished,
+            batch_frames=batch,
+            clock=fake_clock,
+            sleep=fake_clock.sleep,
+        )
+    )
+    # batches of 6 on rows of 5: [0, 5) [5, 6) | [6, 10) [10, 12) | [12, 15) [15, 18) | [18, 20)
+    assert len(data.reads) == len(items) == (20 if batch is None else 7)
+    assert sum(data.reads) == 20 * 2  # every value read once

@@ -171,17 +171,24 @@ def test_standalone_reader_never_reads_stale_frames_of_a_live_file(
         np.testing.assert_array_equal(frame[0], frame_values(index, (4, 6), "uint16"))
 
 
-def test_a_missing_filter_plugin_is_explained(tmp_path):
+MISSING_PLUGIN_READS = {
+    "FrameReader": "FrameReader(f['data'], 1).read_frame(0)",
+    "ChunkSource": "next(ChunkSource({'d': f['data']}, 0.01, use_direct_chunk=False))",
+}
+
+
+@pytest.mark.parametrize("read", MISSING_PLUGIN_READS.values(), ids=MISSING_PLUGIN_READS.keys())
+def test_a_missing_filter_plugin_is_explained(tmp_path, read):
     # hdf5plugin registers its filters for the whole process, so read in a fresh one.
     path = tmp_path / "lz4.h5"
     _image_stack(path, **hdf5plugin.LZ4())
     code = (
         "import sys, h5py\n"
-        "from h5live import FrameReader\n"
+        "from h5live import ChunkSource, FrameReader\n"
         "from h5live.errors import FrameReadError\n"
         "with h5py.File(sys.argv[1], 'r') as f:\n"
         "    try:\n"
-        "        FrameReader(f['data'], 1).read_frame(0)\n"
+        f"        {read}\n"
         "    except FrameReadError as exc:\n"
         "        print(exc)\n"
     )
@@ -191,3 +198,46 @@ def test_a_missing_filter_plugin_is_explained(tmp_path):
     )
     assert "frames 0..0 of dataset '/data'" in run.stdout
     assert "import hdf5plugin" in run.stdout
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("presized", [True, False], ids=["presized", "growing"])
+def test_reading_a_frame_too_early_does_not_make_later_reads_stale(writer_process, presized):
+    process = writer_process(scan_shape=(40,), frame_shape=(3,), presized=presized, hold_at=10)
+    with KeyFollower.from_path(process.path, timeout=10) as follower:
+        reader = FrameReader(follower._file["/entry/data/data"], 1)
+        while follower.poll() < 9:  # the writer holds after 10 frames
+            pass
+        try:
+            early = reader.read_frame(12)[0]  # a user error: frame 12 is not written yet
+            assert not np.array_equal(early[0], frame_values(12, (3,), "uint16"))
+        except FrameIndexError:
+            assert not presized
+        process.go()
+        assert follower.wait_for(39)
+        for index in (11, 12):
+            np.testing.assert_array_equal(
+                reader.read_frame(index)[0][0], frame_values(index, (3,), "uint16")
+            )
+    assert process.wait() == 0
+
+
+def test_direct_reads_demanded_with_a_filter_python_cannot_decode_are_an_error(tmp_path):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        dataset = f.create_dataset(
+            "data", data=np.zeros((4, 3, 3)), chunks=(1, 3, 3), compression="lzf"
+        )
+        assert not FrameReader(dataset, 1, use_direct_chunk=True).direct
+        with pytest.raises(DirectChunkError, match=r"lzf"):
+            FrameReader(dataset, 1, use_direct_chunk="require")
+
+
+def test_reading_a_file_opened_without_swmr_leaves_other_handles_working(tmp_path):
+    # HDF5 2.0: refreshing a dataset of a file not in SWMR mode (default format, v1 B-tree)
+    # breaks every other handle on it; such a file cannot be growing, so h5live does not.
+    with h5py.File(tmp_path / "offline.h5", "w") as f:
+        f.create_dataset("data", data=np.arange(12).reshape(6, 2), chunks=(1, 2))
+    with h5py.File(tmp_path / "offline.h5", "r") as f:
+        mine = f["data"]
+        frames = [FrameReader(f["data"], 1).read_frame(i)[0] for i in range(6)]
+        np.testing.assert_array_equal(mine[...], np.concatenate(frames))

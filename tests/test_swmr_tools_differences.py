@@ -174,6 +174,7 @@ def _chunked_stack(f, maxshape):
 
 def test_chunk_source_delivers_a_half_written_chunk(keys_file):
     data = _chunked_stack(keys_file, (10, 2))
+    keys_file.swmr_mode = True  # being written: a file without SWMR mode is read whole
     theirs = [item["d"] for item in swmr_tools.ChunkSource({"d": data}, timeout=0.01)]
     assert len(theirs) == 2
     assert (theirs[1][2:] == 0).all()  # fill values delivered as frames

@@ -67,16 +67,16 @@ def test_create_and_append_like_swmr_tools(tmp_path, result):
     assert outputs["ours"][1:] == outputs["theirs"][1:]
 
 
-def test_append_grows_every_axis_that_needs_it(tmp_path):
-    # swmr_tools compares shapes as tuples (lexicographically): (1, 5) > (2, 3) is False, so
-    # it never grows the second axis and the write fails.
+def test_append_accepts_list_slices_and_grows_every_axis(tmp_path):
+    # convert_stack_to_grid returns a list; swmr_tools' append_data adds it to a tuple.
+    slices = utils.convert_stack_to_grid([slice(9, 10)], (2, 5))
     with h5py.File(tmp_path / "r.h5", "w") as f:
-        dataset = f.create_dataset("r", shape=(2, 3), maxshape=(None, None), dtype=int)
-        utils.append_data(np.int64(7), [slice(0, 1), slice(4, 5)], dataset)
+        dataset = f.create_dataset("r", shape=(1, 3), maxshape=(None, None), dtype=int)
+        utils.append_data(np.int64(7), slices, dataset)
         assert dataset.shape == (2, 5)
-        assert dataset[0, 4] == 7
-        with pytest.raises(TypeError):
-            swmr_utils.append_data(np.int64(7), [slice(1, 2), slice(6, 7)], dataset)
+        assert dataset[1, 4] == 7
+        with pytest.raises(TypeError, match="can only concatenate list"):
+            swmr_utils.append_data(np.int64(7), slices, dataset)
 
 
 def test_create_dataset_accepts_a_list_scan_maxshape(tmp_path):

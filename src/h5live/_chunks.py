@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -33,6 +34,7 @@ from h5live._follow import FollowPolicy, KeyFollower
 from h5live._keys import dataset_label, refresh_dataset
 from h5live._read import SliceDict
 from h5live._source import Clock, Sleep
+from h5live.errors import FrameReadError
 
 __all__ = ["ChunkSource"]
 
@@ -48,6 +50,8 @@ class _ChunkProgress:
 
     def __init__(self, dataset: Any, chunk_size: int, finished: Callable[[], bool]) -> None:
         self.dataset = dataset
+        # Chunks allocated at creation exist before they are written: only "done" tells.
+        self.early = dataset.id.get_create_plist().get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
         self.file = dataset.file
         self.name = f"{dataset.name} (chunk progress)"
         self.chunk_size = chunk_size
@@ -81,10 +85,13 @@ class _ChunkProgress:
         return True
 
     def _is_complete(self, chunk: int) -> bool:
-        """Chunk ``chunk`` is complete once the writer has begun the next one, or finished."""
+        """Chunk ``chunk`` is complete once the writer has begun the next one; once the writer
+        is done, every chunk it wrote is (an aborted scan leaves later chunks unwritten)."""
         if chunk < self._complete:
             return True
-        if self._finished() or self._allocated(chunk + 1):
+        done = self._finished()
+        moved_on = not done and not self.early and self._allocated(chunk + 1)
+        if moved_on or (done and self._allocated(chunk)):
             self._complete = chunk + 1
             return True
         return False
@@ -152,6 +159,9 @@ class ChunkSource(ClosingContext):
         fixed = [int(d.maxshape[0]) for d in self._datasets.values() if d.maxshape[0] is not None]
         self.max_size: int | None = min(fixed) if fixed else None
         self.current_index = 0
+        # A file opened without SWMR mode cannot be growing (a writer would hold its lock).
+        self._static = getattr(first.file, "swmr_mode", True) is False
+        self._check_allocation(finished_dataset)
         self._progress = [
             _ChunkProgress(d, self.chunk_size, self._finished_seen) for d in self._datasets.values()
         ]
@@ -165,7 +175,27 @@ class ChunkSource(ClosingContext):
         self._warned = False
 
     def _finished_seen(self) -> bool:
-        return bool(getattr(self, "kf", None) is not None and self.kf.finished_set)
+        """Whether the writer is done: the finished flag was seen, or nothing can be writing."""
+        return self._static or bool(getattr(self, "kf", None) is not None and self.kf.finished_set)
+
+    def _check_allocation(self, finished_dataset: Any | None) -> None:
+        """Refuse datasets whose chunks exist before they are written, unless done is known."""
+        for name, d in self._datasets.items():
+            early = d.id.get_create_plist().get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
+            if early and finished_dataset is None and not self._static:
+                filename, path = dataset_label(d)
+                raise ValueError(
+                    f"dataset {name!r} ({path!r} in {filename!r}) allocates all its chunks when "
+                    "it is created (early allocation, as parallel HDF5 does), so a chunk's "
+                    "existence does not show that it was written. Fix: pass the writer's "
+                    "finished dataset (chunks are then delivered when the scan is finished), "
+                    "or follow the file with key datasets (DataSource)."
+                )
+            if early:
+                logger.info(
+                    "%s: chunks are allocated early; they are delivered once the file is finished",
+                    name,
+                )
 
     def _check_datasets(self) -> None:
         lengths = set()
@@ -204,7 +234,12 @@ class ChunkSource(ClosingContext):
         stop = start + self.chunk_size
         if self.max_size is not None:
             stop = min(stop, self.max_size)
-        if start >= stop or not self.kf.wait_for(stop - 1):
+        if self._static:  # nothing can be writing: what is there now is all there is
+            self.kf.poll()
+            ready = start < stop and self.kf.current_max >= stop - 1
+        else:
+            ready = start < stop and self.kf.wait_for(stop - 1)
+        if not ready:
             if self.kf.current_max < start:
                 self._warn_withheld(start)
                 raise StopIteration
@@ -227,7 +262,16 @@ class ChunkSource(ClosingContext):
             offset = (start,) + (0,) * (len(direct.chunk_shape) - 1)
             if direct.read_into(offset, chunk):
                 return chunk[: stop - start]
-        return np.asarray(dataset[start:stop])
+        try:
+            return np.asarray(dataset[start:stop])
+        except (OSError, RuntimeError) as exc:
+            filename, path = dataset_label(dataset)
+            raise FrameReadError(
+                f"cannot read frames {start}..{stop - 1} of dataset {path!r} in {filename!r}: "
+                f"{exc}. Fix: if it is compressed with a plugin filter (Blosc, LZ4, Zstd, "
+                "bitshuffle...), `import hdf5plugin` first; otherwise check that the writer is "
+                "healthy."
+            ) from exc
 
     def _warn_withheld(self, start: int) -> None:
         if self._warned or self.kf.stop_reason != "timeout":

@@ -27,7 +27,7 @@ from h5live import utils
 from h5live._closing import ClosingContext
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live._keys import dataset_label
-from h5live._read import DirectMode, FrameReader, SliceDict
+from h5live._read import DirectMode, FrameReader, SliceDict, box_runs
 from h5live._source import Clock, Sleep
 from h5live.errors import ScanShapeError
 
@@ -144,19 +144,25 @@ class DataSource(ClosingContext):
     def _check_scan_shape(self, name: str, dataset: Any) -> None:
         rank = self.kf.scan_rank
         keys = self.kf.maxshape or ()
+        key_shape = tuple(self.kf.key_datasets[0].shape[:rank])
         filename, path = dataset_label(dataset)
-        ndim = len(dataset.shape)
-        data = _scan_maxshape(dataset, rank) if ndim >= rank else tuple(dataset.shape)
-        clash = ndim < rank or any(
+        shape = tuple(dataset.shape)
+        data = _scan_maxshape(dataset, rank) if len(shape) >= rank else shape
+        clash = len(shape) < rank or any(
             k is not None and d is not None and k != d for k, d in zip(keys, data, strict=True)
+        )
+        # inner scan dims that can grow must still agree now (0: not written yet)
+        clash = clash or any(
+            shape[a] and key_shape[a] and shape[a] != key_shape[a] for a in range(1, rank)
         )
         if clash:
             key_file, key_path = dataset_label(self.kf.key_datasets[0])
             raise ScanShapeError(
-                f"dataset {name!r} ({path!r} in {filename!r}) has scan shape {data} (maxshape "
-                f"{_scan_maxshape(dataset, ndim)}) but the keys ({key_path!r} in {key_file!r}) "
-                f"have scan shape {keys}. Fix: pass the data and keys of the same scan; the "
-                "first dims of each data dataset must be the scan dims of the keys."
+                f"dataset {name!r} ({path!r} in {filename!r}) has scan shape "
+                f"{shape[:rank]} (maxshape {data}) but the keys ({key_path!r} in "
+                f"{key_file!r}) have scan shape {key_shape} (maxshape {keys}). Fix: pass the "
+                "data and keys of the same scan; the first dims of each data dataset must be "
+                "the scan dims of the keys."
             )
 
     # ------------------------------------------------------------------ iteration
@@ -185,9 +191,10 @@ class DataSource(ClosingContext):
             if self._ranges is None:
                 self._ranges = self.kf.iter_ranges(self.batch_frames)
             start, stop = next(self._ranges)
-            self._refresh_data(stop - 1)  # the boxes need the refreshed grid shape
-            reader = next(iter(self.frame_readers.values()), None)
-            self._pending = reader.boxes(start, stop) if reader is not None else [(start, stop)]
+            # the keys define the scan grid: the data may still lag behind them
+            self._pending = box_runs(
+                start, stop, self.kf.key_datasets[0].shape[: self.kf.scan_rank]
+            )
         return self._pending.pop(0)
 
     def __next__(self) -> SliceDict:

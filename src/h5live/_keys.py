@@ -117,10 +117,18 @@ def dataset_label(dataset: Any) -> tuple[str, str]:
 
 
 def refresh_dataset(dataset: Any) -> None:
-    """Call ``dataset.refresh()`` if it has one (h5py datasets do; arrays need not)."""
+    """Call ``dataset.refresh()`` if it has one and its file is open in SWMR mode.
+
+    Arrays have nothing to refresh. A file opened without SWMR mode cannot be growing (a writer
+    would hold its lock), and with HDF5 2.0 refreshing a dataset of such a file can break the
+    other handles open on it ("can't retrieve B-tree's shared ref. count object").
+    """
     refresh = getattr(dataset, "refresh", None)
-    if refresh is not None:
-        refresh()
+    if refresh is None:
+        return
+    if getattr(getattr(dataset, "file", None), "swmr_mode", True) is False:
+        return
+    refresh()
 
 
 class KeyView:

@@ -7,9 +7,9 @@ Contract
   ``slice_metadata`` is one ``slice(p, p + 1)`` per scan dim, as in swmr_tools.
 - A SWMR reader must refresh a dataset before trusting its shape *or its content*: without a
   refresh, h5py reads a pre-sized dataset's new frames as fill values (measured: 2989 of 3000
-  frames). A FrameReader therefore refreshes before reading any frame past those it was told
-  (or saw) were complete at its last refresh: callers that know the frontier refresh once per
-  frontier move (:meth:`FrameReader.refresh`), and standalone use stays correct.
+  frames). A FrameReader therefore refreshes before reading any frame past those it was told were
+  complete at its last refresh: callers that know the frontier refresh once per frontier move
+  (:meth:`FrameReader.refresh`); standalone reads refresh every time, and stay correct.
 - A run of frames that is one hyperslab of the scan grid (a box) is read with one read per
   dataset (:meth:`FrameReader.read_frames`); :meth:`FrameReader.boxes` splits any flat range
   into such runs (at most ``2 * scan_rank - 1``).
@@ -33,7 +33,7 @@ from h5live._direct import DirectChunkReader, direct_chunk_reader
 from h5live._keys import dataset_label, flat_boxes, refresh_dataset
 from h5live.errors import DirectChunkError, FrameIndexError, FrameReadError
 
-__all__ = ["DirectMode", "FrameReader", "SliceDict", "box_size"]
+__all__ = ["DirectMode", "FrameReader", "SliceDict", "box_runs", "box_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,34 @@ Frames = tuple[npt.NDArray[Any], tuple[slice, ...]]
 def box_size(box: Sequence[slice], shape: Sequence[int]) -> int:
     """Number of scan points in a box of :func:`h5live._keys.flat_boxes` over ``shape``."""
     return math.prod(len(range(*s.indices(n))) for s, n in zip(box, shape, strict=False))
+
+
+def box_runs(start: int, stop: int, scan_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """Split flat range ``[start, stop)`` into runs that are each one box of ``scan_shape``.
+
+    At most ``2 * len(scan_shape) - 1`` runs; a stack (or a 1-row range) is one run.
+
+    Raises
+    ------
+    ValueError
+        An inner scan dim is 0 (the grid's shape is not known yet).
+    """
+    if stop <= start:
+        return []
+    if len(scan_shape) <= 1:
+        return [(start, stop)]
+    if not all(scan_shape[1:]):
+        raise ValueError(
+            f"cannot split frames {start}..{stop - 1} into boxes of a scan of shape "
+            f"{tuple(scan_shape)}: an inner scan dim is 0. Fix: refresh the dataset first; the "
+            "writer must fix the inner scan dims before the first frame is complete."
+        )
+    runs: list[tuple[int, int]] = []
+    for box in flat_boxes(start, stop, scan_shape):
+        end = start + box_size(box, scan_shape)
+        runs.append((start, end))
+        start = end
+    return runs
 
 
 class SliceDict(dict[str, Any]):
@@ -169,16 +197,22 @@ class FrameReader:
         self._fresh_upto = max(self._fresh_upto, complete_upto)
 
     def _prepare(self, last: int, force_refresh: bool) -> None:
-        """Refresh if frame ``last`` may not be visible yet; check that it is inside the shape."""
+        """Refresh unless frame ``last`` was complete at the last refresh; check it is inside.
+
+        Only :meth:`refresh` with the caller's frontier marks frames as seen complete: a read
+        of a frame that the writer had not finished must not stop later reads from refreshing.
+        """
         if force_refresh or last > self._fresh_upto:
-            self.refresh(last)
-        scan = self._shape[: self.scan_rank]
-        if last >= math.prod(scan):
-            raise FrameIndexError(
-                f"frame {last} is outside dataset {self.name!r} in {self.filename!r}, whose "
-                f"scan shape is {scan} after a refresh. Fix: read only frames the keys mark "
-                "complete; the writer must flush the data before setting a key."
-            )
+            self.refresh()
+        if last >= math.prod(self._shape[: self.scan_rank]):
+            self.refresh()  # the caller says it is complete: maybe our shape is older
+            scan = self._shape[: self.scan_rank]
+            if last >= math.prod(scan):
+                raise FrameIndexError(
+                    f"frame {last} is outside dataset {self.name!r} in {self.filename!r}, whose "
+                    f"scan shape is {scan} after a refresh. Fix: read only frames the keys mark "
+                    "complete; the writer must flush the data before setting a key."
+                )
 
     def _slices(self, start: int, stop: int) -> tuple[slice, ...]:
         scan = self._shape[: self.scan_rank]
@@ -200,20 +234,9 @@ class FrameReader:
     def boxes(self, start: int, stop: int) -> list[tuple[int, int]]:
         """Split flat range ``[start, stop)`` into runs that are each one box of the scan grid.
 
-        Uses the shape of the last refresh; refresh first when the inner scan dims may still
-        change.
+        Uses the shape of the last refresh; see :func:`box_runs`.
         """
-        if stop <= start:
-            return []
-        if self.scan_rank <= 1:
-            return [(start, stop)]
-        scan = self._shape[: self.scan_rank]
-        runs: list[tuple[int, int]] = []
-        for box in flat_boxes(start, stop, scan):
-            end = start + box_size(box, scan)
-            runs.append((start, end))
-            start = end
-        return runs
+        return box_runs(start, stop, self._shape[: self.scan_rank])
 
     def read_frame(self, index: int, force_refresh: bool = False) -> Frames:
         """Read frame ``index``.
