@@ -32,9 +32,8 @@ from h5live._closing import ClosingContext
 from h5live._direct import DirectChunkReader, direct_chunk_reader
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live._keys import dataset_label, refresh_dataset
-from h5live._read import SliceDict
+from h5live._read import SliceDict, read_selection
 from h5live._source import Clock, Sleep
-from h5live.errors import FrameReadError
 
 __all__ = ["ChunkSource"]
 
@@ -262,16 +261,7 @@ class ChunkSource(ClosingContext):
             offset = (start,) + (0,) * (len(direct.chunk_shape) - 1)
             if direct.read_into(offset, chunk):
                 return chunk[: stop - start]
-        try:
-            return np.asarray(dataset[start:stop])
-        except (OSError, RuntimeError) as exc:
-            filename, path = dataset_label(dataset)
-            raise FrameReadError(
-                f"cannot read frames {start}..{stop - 1} of dataset {path!r} in {filename!r}: "
-                f"{exc}. Fix: if it is compressed with a plugin filter (Blosc, LZ4, Zstd, "
-                "bitshuffle...), `import hdf5plugin` first; otherwise check that the writer is "
-                "healthy."
-            ) from exc
+        return read_selection(dataset, slice(start, stop), start, stop)
 
     def _warn_withheld(self, start: int) -> None:
         if self._warned or self.kf.stop_reason != "timeout":

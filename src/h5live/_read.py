@@ -33,7 +33,7 @@ from h5live._direct import DirectChunkReader, direct_chunk_reader
 from h5live._keys import dataset_label, flat_boxes, refresh_dataset
 from h5live.errors import DirectChunkError, FrameIndexError, FrameReadError
 
-__all__ = ["DirectMode", "FrameReader", "SliceDict", "box_runs", "box_size"]
+__all__ = ["DirectMode", "FrameReader", "SliceDict", "box_runs", "box_size", "read_selection"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,26 @@ Frames = tuple[npt.NDArray[Any], tuple[slice, ...]]
 def box_size(box: Sequence[slice], shape: Sequence[int]) -> int:
     """Number of scan points in a box of :func:`h5live._keys.flat_boxes` over ``shape``."""
     return math.prod(len(range(*s.indices(n))) for s, n in zip(box, shape, strict=False))
+
+
+def read_selection(dataset: Any, selection: Any, start: int, stop: int) -> npt.NDArray[Any]:
+    """``dataset[selection]`` (frames ``start .. stop - 1``), with read failures explained.
+
+    Raises
+    ------
+    FrameReadError
+        h5py could not read them, most often because a filter plugin is not loaded.
+    """
+    try:
+        return np.asarray(dataset[selection])
+    except (OSError, RuntimeError) as exc:
+        filename, name = dataset_label(dataset)
+        raise FrameReadError(
+            f"cannot read frames {start}..{stop - 1} of dataset {name!r} in {filename!r}: "
+            f"{exc}. Fix: if it is compressed with a plugin filter (Blosc, LZ4, Zstd, "
+            "bitshuffle...), `import hdf5plugin` first; otherwise check that the writer is "
+            "healthy."
+        ) from exc
 
 
 def box_runs(start: int, stop: int, scan_shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -289,15 +309,7 @@ class FrameReader:
         if self._direct is not None:
             return self._read_direct(self._direct, start, stop, slices), slices
         selection = (*slices, Ellipsis)
-        try:
-            return np.asarray(self.dataset[selection]), slices
-        except (OSError, RuntimeError) as exc:
-            raise FrameReadError(
-                f"cannot read frames {start}..{stop - 1} of dataset {self.name!r} in "
-                f"{self.filename!r}: {exc}. Fix: if it is compressed with a plugin filter "
-                "(Blosc, LZ4, Zstd, bitshuffle...), `import hdf5plugin` first; otherwise check "
-                "that the writer is healthy."
-            ) from exc
+        return read_selection(self.dataset, selection, start, stop), slices
 
     def _read_direct(
         self, direct: DirectChunkReader, start: int, stop: int, slices: tuple[slice, ...]
