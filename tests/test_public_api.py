@@ -20,6 +20,7 @@ def test_h5live_all():
             "FrameReader",
             "KeyFollower",
             "Layout",
+            "LiveDataChunkIterator",
             "RowKeyFollower",
             "SliceDict",
             "SourceSpec",

@@ -11,6 +11,7 @@ from h5live import chunk_utils, errors, utils
 from h5live._chunks import ChunkSource
 from h5live._datasource import DataSource
 from h5live._follow import FollowPolicy, KeyFollower, StopReason
+from h5live._iterator import LiveDataChunkIterator
 from h5live._read import FrameReader, SliceDict
 from h5live._rows import RowKeyFollower
 from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
@@ -28,6 +29,7 @@ __all__ = [
     "FrameReader",
     "KeyFollower",
     "Layout",
+    "LiveDataChunkIterator",
     "RowKeyFollower",
     "SliceDict",
     "SourceSpec",

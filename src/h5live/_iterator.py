@@ -1,0 +1,476 @@
+"""LiveDataChunkIterator: hdmf's GenericDataChunkIterator over a live source.
+
+Contract
+--------
+- The source is a dataset whose first ``scan_rank`` dims are the scan (as its keys'); the rest
+  are the frame. Buffers are selections on the destination's chunk grid, in hdmf's order (the
+  first axis slowest), each released only once the frontier covers its last frame.
+- Known final length (fixed key ``maxshape``, or ``final_scan_shape``): ``maxshape`` is the
+  final shape. Unknown length: ``maxshape`` is ``None`` on the first axis and
+  ``recommended_data_shape()`` is the complete length so far; buffers are produced lazily until
+  the follower stops; the last ones are the complete part of the tail.
+- With explicit ``chunk_shape`` and ``buffer_shape`` over a complete source, selections, shapes
+  and data are those of a GenericDataChunkIterator over the same array. Without them, chunks
+  are whole frames sized by ``chunk_mb`` and buffers whole chunks sized by ``buffer_gb``.
+- The waiting happens in the selection generator *and* in ``_get_data``, so a consumer that
+  walks ``buffer_selection_generator`` and reads in other processes still never reads
+  incomplete frames. Pickling (``_to_dict``/``_from_dict``) carries a recipe that reopens the
+  file, never an open file.
+- Stops: once the follower stops (finished, complete, or idle timeout: ``stop_reason``) and
+  every complete frame was handed out; ``strict=True`` raises ``FollowTimeout`` on a timeout.
+  Frames that never completed are never handed out, so no fill value passes for data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from hdmf.data_utils import DataChunk, GenericDataChunkIterator
+
+from h5live._follow import FollowPolicy, KeyFollower
+from h5live._keys import dataset_label, refresh_dataset
+from h5live._read import read_selection
+from h5live._source import Clock, Sleep, SourceSpec, get_dataset
+from h5live.errors import FollowTimeout
+
+__all__ = ["LiveDataChunkIterator"]
+
+logger = logging.getLogger(__name__)
+
+Selection = tuple[slice, ...]
+
+
+def prefix_boxes(block: Selection, scan_shape: Sequence[int], complete: int) -> list[Selection]:
+    """The parts of ``block`` (slices over the scan dims) made of frames ``< complete``.
+
+    Frames are numbered in C order over ``scan_shape``; the parts are boxes, in scan order.
+    """
+    if complete <= 0 or not block:
+        return []
+    first = block[0]
+    inner = math.prod(scan_shape[1:])
+    rows, rest = divmod(complete, inner)
+    boxes: list[Selection] = []
+    if rows > first.start:
+        boxes.append((slice(first.start, min(first.stop, rows)), *block[1:]))
+    if first.start <= rows < first.stop and rest:
+        for part in prefix_boxes(block[1:], scan_shape[1:], rest):
+            boxes.append((slice(rows, rows + 1), *part))
+    return boxes
+
+
+def _last_frame(block: Selection, scan_shape: Sequence[int]) -> int:
+    """Flat index of the last frame of a box of the scan."""
+    return int(np.ravel_multi_index([s.stop - 1 for s in block], tuple(scan_shape)))
+
+
+class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
+    """A GenericDataChunkIterator that reads a live source, frame-complete and chunk-aligned.
+
+    Parameters
+    ----------
+    source
+        An h5py dataset in a file opened for SWMR reading, or the path of the file (then
+        ``dataset_path`` is required and the iterator opens and closes the file).
+    dataset_path
+        The frames' dataset, when ``source`` is a path.
+    key_paths, finished_path
+        Key and finished datasets; ``None``: the known layouts (see :class:`h5live.SourceSpec`).
+    follower
+        A :class:`h5live.KeyFollower` to share (e.g. between the frames' and the timestamps'
+        iterators); its timeout and policy then apply.
+    buffer_gb, buffer_shape, chunk_mb, chunk_shape, display_progress, progress_bar_class,
+    progress_bar_options
+        As for hdmf's GenericDataChunkIterator.
+    timeout
+        Idle timeout in seconds (``None``: wait for the finished flag).
+    poll_interval_s
+        Poll the keys at most this often while waiting.
+    final_scan_shape
+        The scan shape the writer will reach, when it is known but the keys can grow.
+    strict
+        Raise ``FollowTimeout`` when the writer goes idle, and errors on key regressions.
+    open_timeout_s
+        How long to wait for the file and its datasets, when ``source`` is a path.
+
+    Raises
+    ------
+    ValueError
+        Invalid shapes or options (with hdmf's texts where hdmf has one).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        dataset_path: str | None = None,
+        *,
+        key_paths: Sequence[str] | None = None,
+        finished_path: str | None = None,
+        follower: KeyFollower | None = None,
+        buffer_gb: float | None = None,
+        buffer_shape: tuple[int, ...] | None = None,
+        chunk_mb: float | None = None,
+        chunk_shape: tuple[int, ...] | None = None,
+        display_progress: bool = False,
+        progress_bar_class: Callable[..., Any] | None = None,
+        progress_bar_options: dict[str, Any] | None = None,
+        timeout: float | None = 10.0,
+        poll_interval_s: float = 0.001,
+        final_scan_shape: Sequence[int] | None = None,
+        strict: bool = False,
+        open_timeout_s: float = 10.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "buffer_gb": buffer_gb,
+            "buffer_shape": buffer_shape,
+            "chunk_mb": chunk_mb,
+            "chunk_shape": chunk_shape,
+            "timeout": timeout,
+            "poll_interval_s": poll_interval_s,
+            "final_scan_shape": None if final_scan_shape is None else tuple(final_scan_shape),
+            "strict": strict,
+            "open_timeout_s": open_timeout_s,
+        }
+        self._file: Any | None = None
+        self._open(source, dataset_path, key_paths, finished_path, follower, clock, sleep)
+        self._live = False  # until the parent is built: it needs integer maxshape axes
+        if buffer_gb is None and buffer_shape is None:
+            buffer_gb = 1.0
+        if chunk_mb is None and chunk_shape is None:
+            chunk_mb = 10.0
+        if (buffer_gb is not None) == (buffer_shape is not None):
+            raise ValueError("Only one of 'buffer_gb' or 'buffer_shape' can be specified!")
+        if (chunk_mb is not None) == (chunk_shape is not None):
+            raise ValueError("Only one of 'chunk_mb' or 'chunk_shape' can be specified!")
+        if chunk_mb is not None:  # exactly one of chunk_mb and chunk_shape is set
+            chunk_shape = self._frame_chunk_shape(chunk_mb)
+        if buffer_gb is not None and chunk_shape is not None:
+            buffer_shape = self._chunk_buffer_shape(tuple(chunk_shape), buffer_gb)
+        if chunk_shape is None or buffer_shape is None:  # pragma: no cover - checked above
+            raise ValueError("chunk and buffer shapes could not be chosen")
+        self._wanted = (tuple(chunk_shape), tuple(buffer_shape))
+        try:
+            super().__init__(
+                buffer_shape=tuple(buffer_shape),
+                chunk_shape=tuple(chunk_shape),
+                display_progress=False,
+            )
+        except AssertionError as exc:
+            raise ValueError(str(exc)) from exc
+        self._live = self._final is None
+        if self._live:
+            self.num_buffers = None
+        self.display_progress = display_progress
+        self.progress_bar: Any | None = None
+        if display_progress:
+            self._start_progress(progress_bar_class, progress_bar_options or {})
+        self._frontier_at_refresh = -1
+        self.frames_done = 0
+        self.buffer_selection_generator = self._selections()
+
+    # ------------------------------------------------------------------ source
+
+    def _open(
+        self,
+        source: Any,
+        dataset_path: str | None,
+        key_paths: Sequence[str] | None,
+        finished_path: str | None,
+        follower: KeyFollower | None,
+        clock: Clock,
+        sleep: Sleep,
+    ) -> None:
+        policy = FollowPolicy(
+            poll_interval_s=self._options["poll_interval_s"], strict=self._options["strict"]
+        )
+        if isinstance(source, (str, os.PathLike)):
+            if dataset_path is None:
+                raise ValueError(
+                    f"source {os.fspath(source)!r} is a path, so dataset_path is needed. Fix: "
+                    "pass the path of the frames' dataset, e.g. '/entry/data/data'."
+                )
+            spec = SourceSpec(
+                os.fspath(source),
+                key_paths=None if key_paths is None else tuple(key_paths),
+                finished_path=finished_path,
+                open_timeout_s=self._options["open_timeout_s"],
+            )
+            file, _ = spec.open_resolved(clock=clock, sleep=sleep)
+            self._file = file
+            self.dataset: Any = get_dataset(file, dataset_path, "data")
+        else:
+            self.dataset = source
+            file = source.file
+        if follower is None:
+            keys_given = None if key_paths is None else tuple(key_paths)
+            found = SourceSpec(file.filename, keys_given, finished_path, 0.0).resolve(file)
+            follower = KeyFollower(
+                found.keys,
+                self._options["timeout"],
+                found.finished,
+                policy=policy,
+                clock=clock,
+                sleep=sleep,
+            )
+        self.follower = follower
+        self._recipe = {
+            "path": file.filename,
+            "dataset_path": self.dataset.name,
+            "key_paths": [k.name for k in follower.key_datasets],
+            "finished_path": getattr(follower.finished_dataset, "name", None),
+        }
+        self.scan_rank = follower.scan_rank
+        self.frame_shape = tuple(int(n) for n in self.dataset.shape[self.scan_rank :])
+        keys = follower.maxshape or ()
+        inner = tuple(int(n) for n in follower.key_datasets[0].shape[1 : self.scan_rank])
+        given = self._options["final_scan_shape"]
+        if given is not None:
+            self._final: tuple[int, ...] | None = tuple(int(n) for n in given)
+        elif all(n is not None for n in keys):
+            self._final = tuple(int(n) for n in keys if n is not None)
+        elif self._already_done(follower):  # a finished file: its length is known
+            rows = -(-(follower.current_max + 1) // max(math.prod(inner), 1))
+            self._final = (rows, *inner)
+        else:
+            self._final = None
+        self._inner = self._final[1:] if self._final is not None else inner
+
+    @staticmethod
+    def _already_done(follower: KeyFollower) -> bool:
+        """Poll without blocking: True if the writer had finished before we started."""
+        if follower.stop_reason is None:
+            follower.poll()
+            follower.poll()  # the flag is read on a poll that finds nothing new
+        return follower.stop_reason in ("finished", "complete")
+
+    # ------------------------------------------------------------------ shapes
+
+    def _scan_shape(self, rows: int) -> tuple[int, ...]:
+        return (rows, *self._inner)
+
+    def _frame_chunk_shape(self, chunk_mb: float) -> tuple[int, ...]:
+        """Whole frames, as many as fit in ``chunk_mb`` (at least one), fast axis first."""
+        if chunk_mb <= 0:
+            raise ValueError(f"chunk_mb ({chunk_mb}) must be greater than zero!")
+        frame_bytes = math.prod(self.frame_shape) * self._dtype_of().itemsize
+        budget = max(1, int(chunk_mb * 1e6 // max(frame_bytes, 1)))
+        scan = self._scan_shape(self._nominal_rows())
+        chunk = [1] * self.scan_rank
+        for axis in reversed(range(self.scan_rank)):
+            take = min(budget, scan[axis]) if axis else budget
+            chunk[axis] = max(1, take)
+            if take < scan[axis]:
+                break
+            budget //= max(scan[axis], 1)
+        if self.scan_rank and self._final is not None:
+            chunk[0] = min(chunk[0], self._final[0])
+        return (*chunk, *self.frame_shape)
+
+    def _chunk_buffer_shape(self, chunk: tuple[int, ...], buffer_gb: float) -> tuple[int, ...]:
+        """Whole chunks along the first axis, everything else whole, within ``buffer_gb``."""
+        if buffer_gb <= 0:
+            raise ValueError(f"buffer_gb ({buffer_gb}) must be greater than zero!")
+        shape = self._nominal_maxshape(chunk)
+        row = math.prod(shape[1:]) * self._dtype_of().itemsize
+        rows = max(1, int(buffer_gb * 1e9 // max(row, 1)))
+        rows = max(chunk[0], rows // chunk[0] * chunk[0])
+        if self._final is not None:
+            rows = min(rows, shape[0])
+        return (rows, *shape[1:])
+
+    def _dtype_of(self) -> np.dtype[Any]:
+        dtype: np.dtype[Any] = np.dtype(self.dataset.dtype)
+        return dtype
+
+    def _complete_rows(self) -> int:
+        """Rows along the first axis whose frames are all complete."""
+        return (self.follower.current_max + 1) // max(math.prod(self._inner), 1)
+
+    def _nominal_rows(self) -> int:
+        if self._final is not None:
+            return self._final[0] if self.scan_rank else 1
+        return max(1, self._complete_rows())
+
+    def _nominal_maxshape(self, chunk: Sequence[int] | None = None) -> tuple[int, ...]:
+        rows = self._nominal_rows()
+        if self._final is None and chunk is not None:
+            rows = max(rows, int(chunk[0]))
+        return (*self._scan_shape(rows), *self.frame_shape)
+
+    # ------------------------------------------------------------------ hdmf interface
+
+    def _get_dtype(self) -> np.dtype[Any]:
+        return self._dtype_of()
+
+    def _get_maxshape(self) -> tuple[int, ...]:
+        nominal = self._nominal_maxshape()
+        if self._final is None:  # the parent needs chunk and buffer to fit in integer axes
+            chunk, buffer = self._wanted
+            rows = max(nominal[0], int(chunk[0]), int(buffer[0]))
+            nominal = (rows, *nominal[1:])
+        return nominal
+
+    @property
+    def maxshape(self) -> tuple[int | None, ...]:
+        """The final shape; ``None`` on the first axis while the length is unknown."""
+        if getattr(self, "_live", False):
+            return (None, *self._maxshape[1:])
+        return self._maxshape  # type: ignore[no-any-return]
+
+    def recommended_data_shape(self) -> tuple[int, ...]:
+        """The final shape, or while the length is unknown the complete length so far."""
+        if getattr(self, "_live", False):
+            return (self._complete_rows(), *self._maxshape[1:])
+        return self._maxshape  # type: ignore[no-any-return]
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the source will give no more frames (the follower's), or None."""
+        return self.follower.stop_reason
+
+    # ------------------------------------------------------------------ waiting and reading
+
+    def _wait(self, last: int) -> bool:
+        """Block until frame ``last`` is complete (True) or the follower has stopped (False)."""
+        if self.follower.current_max >= last:
+            return True
+        done = self.follower.wait_for(last)
+        if not done and self.follower.stop_reason == "timeout" and self._options["strict"]:
+            raise FollowTimeout(
+                f"{self._recipe['path']!r}: the writer went idle for {self.follower.timeout} s "
+                f"with frames complete up to {self.follower.current_max} (strict mode). Fix: "
+                "check the writer, or pass strict=False to end with the complete frames."
+            )
+        return done
+
+    def _blocks(self) -> Iterator[Selection]:
+        """Buffer boxes over the scan dims, in hdmf's order, lazily along the first axis."""
+        buffer = self.buffer_shape[: self.scan_rank]
+        inner = [
+            [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
+            for n, step in zip(self._inner, buffer[1:], strict=True)
+        ]
+        total = self._final[0] if self._final is not None else None
+        for lo in itertools.count(0, buffer[0]):
+            if total is not None and lo >= total:
+                return
+            hi = lo + buffer[0] if total is None else min(lo + buffer[0], total)
+            for rest in itertools.product(*inner):
+                yield (slice(lo, hi), *rest)
+
+    def _selections(self) -> Iterator[Selection]:
+        frame_blocks = [
+            [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
+            for n, step in zip(self.frame_shape, self.buffer_shape[self.scan_rank :], strict=True)
+        ]
+        for block in self._blocks():
+            scan = self._scan_shape(max(block[0].stop, 1))
+            if self._wait(_last_frame(block, scan)):
+                parts = [block]
+            else:
+                parts = prefix_boxes(block, scan, self.follower.current_max + 1)
+            for part in parts:
+                for frame_part in itertools.product(*frame_blocks):
+                    yield (*part, *frame_part)
+            if parts != [block]:
+                return
+
+    def _get_data(self, selection: Selection) -> npt.NDArray[Any]:
+        scan = selection[: self.scan_rank]
+        last = _last_frame(scan, self._scan_shape(max(scan[0].stop, 1)))
+        if not self._wait(last):
+            raise ValueError(
+                f"frames up to {last} of {self._recipe['dataset_path']!r} in "
+                f"{self._recipe['path']!r} are not complete and the writer has stopped "
+                f"({self.follower.stop_reason}); only selections from "
+                "buffer_selection_generator can be read."
+            )
+        if self.follower.current_max > self._frontier_at_refresh:
+            self._frontier_at_refresh = self.follower.current_max
+            refresh_dataset(self.dataset)
+        stop = last + 1
+        return read_selection(self.dataset, selection, stop - 1, stop)
+
+    def __next__(self) -> DataChunk:
+        try:
+            selection = next(self.buffer_selection_generator)
+        except StopIteration:
+            self._finish_progress()
+            raise
+        data = self._get_data(selection)
+        frames = math.prod(s.stop - s.start for s in selection[: self.scan_rank])
+        self.frames_done += frames
+        if self.progress_bar is not None:
+            self._update_progress(frames, data.nbytes)
+        return DataChunk(data=data, selection=selection)
+
+    # ------------------------------------------------------------------ progress
+
+    def _start_progress(
+        self, bar_class: Callable[..., Any] | None, options: dict[str, Any]
+    ) -> None:
+        from tqdm import tqdm
+
+        options = dict(options)
+        options.pop("total", None)
+        total = math.prod(self._final) if self._final is not None else None
+        self.progress_bar = (bar_class or tqdm)(total=total, unit="frame", **options)
+        self._progress_started = time.monotonic()
+        self._progress_bytes = 0
+
+    def _update_progress(self, frames: int, nbytes: int) -> None:
+        bar: Any = self.progress_bar
+        self._progress_bytes += nbytes
+        elapsed = max(time.monotonic() - self._progress_started, 1e-9)
+        lag = self.follower.current_max + 1 - self.frames_done
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(f"{self._progress_bytes / elapsed / 1e6:.1f} MB/s, lag {lag}")
+        bar.update(frames)
+
+    def _finish_progress(self) -> None:
+        if self.progress_bar is not None:
+            self.progress_bar.close()
+            self.progress_bar = None
+
+    # ------------------------------------------------------------------ pickling, closing
+
+    def _to_dict(self) -> dict[str, Any]:
+        return {**self._recipe, **self._options}
+
+    @staticmethod
+    def _from_dict(state: dict[str, Any]) -> LiveDataChunkIterator:
+        state = dict(state)
+        return LiveDataChunkIterator(state.pop("path"), state.pop("dataset_path"), **state)
+
+    def close(self) -> None:
+        """Close the file if this iterator opened it (idempotent)."""
+        self._finish_progress()
+        if self._file is not None:
+            self.follower.close()
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> LiveDataChunkIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        filename, name = dataset_label(self.dataset)
+        return (
+            f"<LiveDataChunkIterator {os.path.basename(filename)!r} {name!r} "
+            f"chunk_shape={self.chunk_shape} buffer_shape={self.buffer_shape} "
+            f"maxshape={self.maxshape} frames_done={self.frames_done} "
+            f"stop_reason={self.stop_reason!r}>"
+        )

@@ -1,0 +1,175 @@
+"""LiveDataChunkIterator: hdmf's GenericDataChunkIterator over live sources."""
+
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+from hdmf.backends.hdf5.h5tools import HDF5IO
+from hdmf.data_utils import GenericDataChunkIterator
+
+from h5live import LiveDataChunkIterator
+from h5live.errors import FollowTimeout
+from h5live.testing import frame_values
+
+
+class ArrayIterator(GenericDataChunkIterator):
+    """hdmf's iterator over an in-memory array: the reference behaviour."""
+
+    def __init__(self, array, **options):
+        self.array = array
+        super().__init__(**options)
+
+    def _get_data(self, selection):
+        return self.array[selection]
+
+    def _get_maxshape(self):
+        return self.array.shape
+
+    def _get_dtype(self):
+        return self.array.dtype
+
+
+def complete_file(path, scan_shape, frame_shape, growing_keys=True):
+    n = int(np.prod(scan_shape))
+    data = np.stack([frame_values(i, frame_shape, "uint16") for i in range(n)])
+    data = data.reshape(*scan_shape, *frame_shape)
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("/entry/data/data", data=data, chunks=(1,) * len(scan_shape) + frame_shape)
+        maxshape = (None, *scan_shape[1:]) if growing_keys else scan_shape
+        f.create_dataset(
+            "/entry/keys/key_0", data=np.ones(scan_shape, "i8"), maxshape=maxshape, chunks=True
+        )
+        f.create_dataset("/entry/finished", data=1)
+    return data
+
+
+def fill(iterator, dataset_name, parent):
+    """Write like HDF5IO does: create from the iterator's shapes, extend, write each chunk."""
+    return HDF5IO.__chunked_iter_fill__(parent, dataset_name, iterator)
+
+
+COMPLETE = {
+    "stack": ((23,), (4, 5), (3, 4, 5), (6, 4, 5)),
+    "grid": ((7, 6), (3,), (2, 4, 3), (4, 4, 3)),
+    "stack-tiled-frames": ((10,), (6, 8), (2, 3, 4), (4, 6, 8)),
+}
+
+
+@pytest.mark.parametrize("growing_keys", [True, False], ids=["growing-keys", "fixed-keys"])
+@pytest.mark.parametrize(
+    ("scan", "frame", "chunk", "buffer"), COMPLETE.values(), ids=COMPLETE.keys()
+)
+def test_a_complete_source_iterates_like_hdmf(tmp_path, scan, frame, chunk, buffer, growing_keys):
+    data = complete_file(tmp_path / "s.h5", scan, frame, growing_keys)
+    reference = ArrayIterator(data, chunk_shape=chunk, buffer_shape=buffer)
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        ours = LiveDataChunkIterator(f["/entry/data/data"], chunk_shape=chunk, buffer_shape=buffer)
+        for name in ("chunk_shape", "buffer_shape", "maxshape", "num_buffers", "dtype"):
+            assert getattr(ours, name) == getattr(reference, name), name
+        assert ours.recommended_data_shape() == reference.recommended_data_shape()
+        theirs = list(reference)
+        mine = list(ours)
+        assert [c.selection for c in mine] == [c.selection for c in theirs]
+        for a, b in zip(mine, theirs, strict=True):
+            assert all(type(s.start) is int and type(s.stop) is int for s in a.selection)
+            np.testing.assert_array_equal(a.data, b.data)
+        assert ours.stop_reason in ("finished", "complete")
+
+
+def test_pickling_carries_a_recipe_and_gives_the_same_buffers(tmp_path):
+    complete_file(tmp_path / "s.h5", (12,), (3,))
+    with LiveDataChunkIterator(
+        tmp_path / "s.h5", "/entry/data/data", chunk_shape=(2, 3), buffer_shape=(4, 3)
+    ) as ours:
+        blob = pickle.dumps(ours)
+        assert b"h5py" not in blob
+        expected = [(c.selection, c.data) for c in ours]
+    with pickle.loads(blob) as copy:
+        got = [(c.selection, c.data) for c in copy]
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    for (_, a), (_, b) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunk_shape": (3, 3), "buffer_shape": (4, 3)}, "do not evenly divide the buffer"),
+        ({"chunk_shape": (20, 3), "buffer_shape": (20, 3)}, "exceed the data dimensions"),
+        ({"buffer_gb": 1.0, "buffer_shape": (4, 3)}, "Only one of 'buffer_gb' or 'buffer_shape'"),
+        ({"chunk_mb": 0}, r"chunk_mb \(0\) must be greater than zero"),
+    ],
+    ids=["not-dividing", "too-big", "both-buffer-options", "zero-chunk-mb"],
+)
+def test_invalid_options_are_value_errors_with_hdmfs_texts(tmp_path, options, message):
+    complete_file(tmp_path / "s.h5", (12,), (3,), growing_keys=False)
+    with (
+        h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f,
+        pytest.raises(ValueError, match=message),
+    ):
+        LiveDataChunkIterator(f["/entry/data/data"], **options)
+
+
+def test_default_chunks_are_whole_frames_and_buffers_whole_chunks(tmp_path):
+    complete_file(tmp_path / "s.h5", (50,), (100, 100), growing_keys=False)  # 20 kB frames
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        it = LiveDataChunkIterator(f["/entry/data/data"], chunk_mb=0.1, buffer_gb=0.0005)
+        assert it.chunk_shape == (5, 100, 100)  # 5 frames of 20 kB in 0.1 MB
+        assert it.buffer_shape == (25, 100, 100)  # 5 chunks in 0.5 MB
+        assert [c.selection[0] for c in it] == [slice(0, 25), slice(25, 50)]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("scan", "chunk"), [((300,), (4, 4)), ((30, 10), (2, 10, 4))], ids=["stack", "grid"]
+)
+def test_a_live_source_of_unknown_length_is_written_whole(writer_process, tmp_path, scan, chunk):
+    process = writer_process(scan_shape=scan, frame_shape=(4,), frame_rate_hz=3000, hold_at=0)
+    with (
+        h5py.File(process.path, "r", libver="latest", swmr=True) as f,
+        h5py.File(tmp_path / "out.h5", "w") as out,
+    ):
+        it = LiveDataChunkIterator(f["/entry/data/data"], chunk_shape=chunk, buffer_gb=0.001)
+        assert it.maxshape[0] is None
+        assert it.recommended_data_shape()[0] == 0
+        process.go()
+        written = fill(it, "data", out)[...]
+    assert process.wait() == 0
+    n = process.config.n_frames
+    expected = np.stack([frame_values(i, (4,), "uint16") for i in range(n)])
+    np.testing.assert_array_equal(written.reshape(n, 4), expected)
+    assert it.stop_reason == "finished"
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_a_crashed_writer_leaves_exactly_the_complete_frames(writer_process, tmp_path, strict):
+    process = writer_process(
+        scan_shape=(40, 5), frame_shape=(3,), crash_after=87, frame_rate_hz=3000, hold_at=0
+    )
+    with (
+        h5py.File(process.path, "r", libver="latest", swmr=True) as f,
+        h5py.File(tmp_path / "out.h5", "w") as out,
+    ):
+        it = LiveDataChunkIterator(
+            f["/entry/data/data"],
+            chunk_shape=(2, 5, 3),
+            buffer_shape=(4, 5, 3),
+            timeout=0.5,
+            strict=strict,
+        )
+        process.go()
+        if strict:
+            with pytest.raises(FollowTimeout, match="strict"):
+                fill(it, "data", out)
+            return
+        written = fill(it, "data", out)
+        assert it.stop_reason == "timeout"
+        assert written.shape == (18, 5, 3)  # 87 frames: 17 whole rows and 2 of row 17
+        flat = written[...].reshape(-1, 3)
+        for i in range(87):
+            np.testing.assert_array_equal(flat[i], frame_values(i, (3,), "uint16"))
+        assert not flat[87:].any()  # never written: only fill values, not presented as frames
