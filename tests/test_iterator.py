@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import ClassVar
 
 import h5py
 import numpy as np
@@ -173,3 +174,87 @@ def test_a_crashed_writer_leaves_exactly_the_complete_frames(writer_process, tmp
         for i in range(87):
             np.testing.assert_array_equal(flat[i], frame_values(i, (3,), "uint16"))
         assert not flat[87:].any()  # never written: only fill values, not presented as frames
+
+
+def _read_in_another_process(iterator, selection):
+    # Close the unpickled copy: with HDF5 2.0, refreshing a dataset while another handle on
+    # it is open in the same process makes both read wrong chunks (see the README).
+    with iterator:
+        return iterator._get_data(selection)
+
+
+def test_selections_can_be_read_in_other_processes(tmp_path):
+    # hdmf-zarr's parallel writer walks buffer_selection_generator and sends the pickled
+    # iterator to workers that call _get_data.
+    import concurrent.futures
+    import multiprocessing
+
+    data = complete_file(tmp_path / "s.h5", (8, 5), (3,))
+    with LiveDataChunkIterator(
+        tmp_path / "s.h5", "/entry/data/data", chunk_shape=(2, 5, 3), buffer_shape=(2, 5, 3)
+    ) as it:
+        selections = list(it.buffer_selection_generator)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+            parts = list(pool.map(_read_in_another_process, [it] * len(selections), selections))
+    for selection, part in zip(selections, parts, strict=True):
+        np.testing.assert_array_equal(part, data[selection])
+
+
+class RecordingBar:
+    """A progress_bar_class that records what it is told."""
+
+    made: ClassVar[list[RecordingBar]] = []
+
+    def __init__(self, total=None, **options):
+        self.total, self.options, self.n, self.postfix, self.closed = total, options, 0, "", False
+        RecordingBar.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix_str(self, text):
+        self.postfix = text
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("growing_keys", [True, False], ids=["finished-file", "fixed-keys"])
+def test_progress_counts_frames_and_closes(tmp_path, growing_keys):
+    complete_file(tmp_path / "s.h5", (12,), (3,), growing_keys)
+    RecordingBar.made.clear()
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        it = LiveDataChunkIterator(
+            f["/entry/data/data"],
+            chunk_shape=(2, 3),
+            buffer_shape=(4, 3),
+            display_progress=True,
+            progress_bar_class=RecordingBar,
+            progress_bar_options={"desc": "copy", "total": 99},
+        )
+        list(it)
+    (bar,) = RecordingBar.made
+    assert (bar.total, bar.n, bar.closed) == (12, 12, True)
+    assert bar.options == {"desc": "copy", "unit": "frame"}
+    assert "MB/s" in bar.postfix
+    assert "lag 0" in bar.postfix
+
+
+@pytest.mark.live
+def test_progress_total_is_unknown_while_live(writer_process):
+    process = writer_process(scan_shape=(50,), frame_shape=(2,), hold_at=0)
+    RecordingBar.made.clear()
+    with LiveDataChunkIterator(
+        process.path,
+        "/entry/data/data",
+        chunk_shape=(5, 2),
+        buffer_shape=(10, 2),
+        display_progress=True,
+        progress_bar_class=RecordingBar,
+    ) as it:
+        process.go()
+        list(it)
+    assert process.wait() == 0
+    (bar,) = RecordingBar.made
+    assert (bar.total, bar.n, bar.closed) == (None, 50, True)
