@@ -258,3 +258,29 @@ def test_progress_total_is_unknown_while_live(writer_process):
     assert process.wait() == 0
     (bar,) = RecordingBar.made
     assert (bar.total, bar.n, bar.closed) == (None, 50, True)
+
+
+@pytest.mark.live
+def test_known_length_buffers_come_as_soon_as_their_frames_are_complete(writer_process):
+    # The writer holds after 40 of 100 frames: the first 4 buffers of 10 must come before it
+    # goes on (a blocked iterator would hang here; pytest-timeout fails the test).
+    process = writer_process(scan_shape=(100,), frame_shape=(2,), presized=True, hold_at=40)
+    with LiveDataChunkIterator(
+        process.path, "/entry/data/data", chunk_shape=(5, 2), buffer_shape=(10, 2)
+    ) as it:
+        assert it.maxshape == (100, 2)
+        first = [next(it) for _ in range(4)]
+        assert [c.selection[0] for c in first] == [
+            slice(0, 10),
+            slice(10, 20),
+            slice(20, 30),
+            slice(30, 40),
+        ]
+        assert it.follower.current_max < 99
+        process.go()
+        rest = list(it)
+    assert process.wait() == 0
+    frames = np.concatenate([c.data for c in first + rest])
+    np.testing.assert_array_equal(
+        frames, np.stack([frame_values(i, (2,), "uint16") for i in range(100)])
+    )
