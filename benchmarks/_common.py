@@ -117,3 +117,10 @@ def save_results(
     update_results_md(script, markdown(results, command.strip()))
     plot(results, out / f"{name}.png")
     print(f"wrote {out / f'{name}.json'}, {out / f'{name}.png'} and {RESULTS_MD}")
+
+
+def rotated(names: Sequence[str], round_: int) -> list[str]:
+    """The order in which round ``round_`` runs ``names``: rotated each round, so that no
+    variant always runs first (or right after the same other one) on a noisy machine."""
+    k = round_ % len(names)
+    return [*names[k:], *names[:k]]

@@ -40,6 +40,7 @@ from _common import (
     machine_line,
     parse_args,
     pyplot,
+    rotated,
     save_results,
     seconds_per_call,
 )
@@ -144,7 +145,7 @@ def bench_latency(
     latencies: dict[str, list[np.ndarray]] = {"h5live": [], "swmr_tools": []}
     achieved: dict[str, list[float]] = {"h5live": [], "swmr_tools": []}
     for round_ in range(rounds):
-        for library in ("h5live", "swmr_tools") if round_ % 2 == 0 else ("swmr_tools", "h5live"):
+        for library in rotated(("h5live", "swmr_tools"), round_):
             path = tmp / f"latency-{library}-{round_}.h5"
             with WriterProcess(
                 path,
@@ -213,7 +214,7 @@ def bench_writer_rate(
     cpu_us: dict[str, list[float]] = {name: [] for name in order}
     shares: dict[str, list[float]] = {name: [] for name in order}
     for round_ in range(rounds):
-        for library in order[round_ % 3 :] + order[: round_ % 3]:
+        for library in rotated(order, round_):
             path = tmp / f"rate-{library}-{round_}.h5"
             with WriterProcess(
                 path,

@@ -41,6 +41,7 @@ from _common import (
     machine_line,
     parse_args,
     pyplot,
+    rotated,
     save_results,
 )
 
@@ -66,7 +67,7 @@ def time_rounds(variants: dict[str, Callable[[], int]], rounds: int) -> dict[str
     samples: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for round_ in range(rounds):
-        for name in names if round_ % 2 == 0 else names[::-1]:
+        for name in rotated(names, round_):
             start = time.perf_counter()
             frames = variants[name]()
             samples[name].append((time.perf_counter() - start) / frames)
@@ -189,7 +190,7 @@ def bench_latency(tmp: Path, n_frames: int, rate_hz: float, rounds: int) -> list
 
     latencies: dict[str, list[np.ndarray]] = {"h5live": [], "swmr_tools": []}
     for round_ in range(rounds):
-        for library in ("h5live", "swmr_tools") if round_ % 2 == 0 else ("swmr_tools", "h5live"):
+        for library in rotated(("h5live", "swmr_tools"), round_):
             path = tmp / f"latency-{library}-{round_}.h5"
             with WriterProcess(
                 path,

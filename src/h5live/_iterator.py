@@ -387,7 +387,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     def _get_data(self, selection: Selection) -> npt.NDArray[Any]:
         scan = selection[: self.scan_rank]
-        last = _last_frame(scan, self._scan_shape(max(scan[0].stop, 1)))
+        grid = self._scan_shape(max(scan[0].stop, 1))
+        first = int(np.ravel_multi_index([s.start for s in scan], grid))
+        last = _last_frame(scan, grid)
         if not self._wait(last):
             raise ValueError(
                 f"frames up to {last} of {self._recipe['dataset_path']!r} in "
@@ -398,8 +400,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if self.follower.current_max > self._frontier_at_refresh:
             self._frontier_at_refresh = self.follower.current_max
             refresh_dataset(self.dataset)
-        stop = last + 1
-        return read_selection(self.dataset, selection, stop - 1, stop)
+        return read_selection(self.dataset, selection, first, last + 1)
 
     def __next__(self) -> DataChunk:
         try:

@@ -326,7 +326,7 @@ class FrameReader:
             offset = tuple(s.start + p for s, p in zip(slices, position, strict=True)) + tail
             if not direct.read_into(offset, flat[k]):  # not allocated: h5py gives the fill
                 where = (*(slice(o, o + 1) for o in offset[: self.scan_rank]), Ellipsis)
-                flat[k] = self.dataset[where]
+                flat[k] = read_selection(self.dataset, where, start + k, start + k + 1)
         return out
 
     def __repr__(self) -> str:
