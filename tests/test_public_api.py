@@ -41,6 +41,7 @@ def test_errors_all():
         [
             "DatasetNotFoundError",
             "DirectChunkError",
+            "DuplicateHandleError",
             "FinishedDatasetError",
             "FollowTimeout",
             "FrameIndexError",
@@ -64,6 +65,7 @@ def test_errors_subclass_the_library_base_and_a_builtin():
     assert issubclass(errors.KeyDatasetError, ValueError)
     assert issubclass(errors.FinishedDatasetError, ValueError)
     assert issubclass(errors.FollowTimeout, TimeoutError)
+    assert issubclass(errors.DuplicateHandleError, RuntimeError)
     assert issubclass(errors.KeyRegressionWarning, (errors.H5LiveWarning, UserWarning))
     for name in errors.__all__:
         cls = getattr(errors, name)

@@ -142,7 +142,28 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "open_timeout_s": open_timeout_s,
         }
         self._file: Any | None = None
-        self._open(source, dataset_path, key_paths, finished_path, follower, clock, sleep)
+        self._own_follower = follower is None
+        try:
+            self._open(source, dataset_path, key_paths, finished_path, follower, clock, sleep)
+            self._build(
+                (buffer_gb, buffer_shape, chunk_mb, chunk_shape),
+                display_progress,
+                progress_bar_class,
+                progress_bar_options,
+            )
+        except BaseException:
+            self.close()  # a refused iterator leaves no file or handle open
+            raise
+
+    def _build(
+        self,
+        shapes: tuple[Any, Any, Any, Any],
+        display_progress: bool,
+        progress_bar_class: Callable[..., Any] | None,
+        progress_bar_options: dict[str, Any] | None,
+    ) -> None:
+        """Choose the shapes, build the parent, start the progress bar and the selections."""
+        buffer_gb, buffer_shape, chunk_mb, chunk_shape = shapes
         self._live = False  # until the parent is built: it needs integer maxshape axes
         if buffer_gb is None and buffer_shape is None:
             buffer_gb = 1.0
@@ -205,15 +226,17 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 finished_path=finished_path,
                 open_timeout_s=self._options["open_timeout_s"],
             )
-            file, _ = spec.open_resolved(clock=clock, sleep=sleep)
+            file, found = spec.open_resolved(clock=clock, sleep=sleep)
             self._file = file
             self.dataset: Any = get_dataset(file, dataset_path, "data")
         else:
             self.dataset = source
             file = source.file
+            found = None
         if follower is None:
-            keys_given = None if key_paths is None else tuple(key_paths)
-            found = SourceSpec(file.filename, keys_given, finished_path, 0.0).resolve(file)
+            if found is None:  # every dataset is opened once: see h5live._handles
+                keys_given = None if key_paths is None else tuple(key_paths)
+                found = SourceSpec(file.filename, keys_given, finished_path, 0.0).resolve(file)
             follower = KeyFollower(
                 found.keys,
                 self._options["timeout"],
@@ -439,8 +462,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         bar.update(frames)
 
     def _finish_progress(self) -> None:
-        if self.progress_bar is not None:
-            self.progress_bar.close()
+        bar = getattr(self, "progress_bar", None)  # None also before the bar is made
+        if bar is not None:
+            bar.close()
             self.progress_bar = None
 
     # ------------------------------------------------------------------ pickling, closing
@@ -456,8 +480,10 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def close(self) -> None:
         """Close the file if this iterator opened it (idempotent)."""
         self._finish_progress()
+        follower = getattr(self, "follower", None)
+        if self._own_follower and follower is not None:
+            follower.close()
         if self._file is not None:
-            self.follower.close()
             self._file.close()
             self._file = None
 

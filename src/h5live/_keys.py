@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from h5live._handles import check_single_handle
 from h5live._source import (
     contiguous_message,
     is_contiguous_failure,
     is_unallocated_contiguous,
 )
-from h5live.errors import FinishedDatasetError, KeyDatasetError
+from h5live.errors import DuplicateHandleError, FinishedDatasetError, KeyDatasetError
 
 __all__ = [
     "MIN_WINDOW",
@@ -122,12 +123,18 @@ def refresh_dataset(dataset: Any) -> None:
     Arrays have nothing to refresh. A file opened without SWMR mode cannot be growing (a writer
     would hold its lock), and with HDF5 2.0 refreshing a dataset of such a file can break the
     other handles open on it ("can't retrieve B-tree's shared ref. count object").
+
+    Raises
+    ------
+    DuplicateHandleError
+        Another handle on the dataset is open in this process (see ``h5live._handles``).
     """
     refresh = getattr(dataset, "refresh", None)
     if refresh is None:
         return
     if getattr(getattr(dataset, "file", None), "swmr_mode", True) is False:
         return
+    check_single_handle(dataset)
     refresh()
 
 
@@ -176,6 +183,8 @@ class KeyView:
         try:
             refresh_dataset(self.dataset)
             shape = tuple(int(n) for n in self.dataset.shape[: self.dims])
+        except DuplicateHandleError:
+            raise
         except (RuntimeError, OSError, ValueError) as exc:
             raise self._fail(exc, "refresh") from exc
         if shape[1:] != self.shape[1:] and frontier >= stable_prefix(self.shape, shape):
@@ -320,6 +329,8 @@ class FinishedFlag:
         try:
             refresh_dataset(self.dataset)
             value = np.asarray(self.dataset[()])
+        except DuplicateHandleError:
+            raise
         except (RuntimeError, OSError, ValueError, TypeError) as exc:
             if is_contiguous_failure(exc):
                 raise FinishedDatasetError(

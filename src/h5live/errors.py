@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DatasetNotFoundError",
     "DirectChunkError",
+    "DuplicateHandleError",
     "FinishedDatasetError",
     "FollowTimeout",
     "FrameIndexError",
@@ -80,6 +81,13 @@ class DirectChunkError(H5LiveError, ValueError):
 
     Raised when direct reads are required but a filter has no Python decoder or its package is
     missing, and when a chunk's bytes do not decode to a whole chunk.
+    """
+
+
+class DuplicateHandleError(H5LiveError, RuntimeError):
+    """A dataset h5live would refresh is open more than once in this process.
+
+    With HDF5 2.0 every handle on it would then read wrong data; see ``h5live._handles``.
     """
 
 
