@@ -848,3 +848,20 @@ def test_source_spec_pickles():
     spec = SourceSpec("scan.h5", key_paths=["/a", "/b"], finished_path="/f", open_timeout_s=3)
     assert pickle.loads(pickle.dumps(spec)) == spec
     assert spec.key_paths == ("/a", "/b")
+
+
+def test_completed_at_is_the_clock_time_of_the_poll_that_saw_the_frame(
+    simulated_writer, fake_clock
+):
+    writer = simulated_writer(scan_shape=(20,))
+    follower = KeyFollower(writer.keys, 1.0, clock=fake_clock, sleep=fake_clock.sleep)
+    assert follower.completed_at(0) is None
+    write(writer, 5)
+    fake_clock.sleep(3.0)
+    follower.poll()
+    seen = fake_clock()
+    write(writer, 5)
+    fake_clock.sleep(2.0)
+    follower.poll()
+    assert [follower.completed_at(i) for i in (0, 4, 5, 9)] == [seen, seen, seen + 2, seen + 2]
+    assert follower.completed_at(10) is None

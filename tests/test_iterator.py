@@ -284,3 +284,66 @@ def test_known_length_buffers_come_as_soon_as_their_frames_are_complete(writer_p
     np.testing.assert_array_equal(
         frames, np.stack([frame_values(i, (2,), "uint16") for i in range(100)])
     )
+
+
+@pytest.mark.live
+def test_max_latency_releases_whole_chunks_before_the_buffer_is_full(writer_process):
+    # One buffer of 100 frames; the writer holds after 23. Whole chunks of the complete frames
+    # (0..19) must come while it holds (without the latency bound next() would block until the
+    # 30 s idle timeout and then give the 23 frames unaligned).
+    process = writer_process(scan_shape=(100,), frame_shape=(2,), hold_at=23)
+    with LiveDataChunkIterator(
+        process.path,
+        "/entry/data/data",
+        chunk_shape=(5, 2),
+        buffer_shape=(100, 2),
+        max_latency_s=0.05,
+        timeout=30,
+    ) as it:
+        assert it.follower.wait_for(22, timeout_s=60)
+        first = next(it)
+        assert first.selection == (slice(0, 20), slice(0, 2))
+        assert it.follower.current_max == 22  # released while the writer held
+        process.go()
+        rest = list(it)
+        assert it.stop_reason in ("finished", "complete")
+    assert process.wait() == 0
+    chunks = [first, *rest]
+    edges = [(c.selection[0].start, c.selection[0].stop) for c in chunks]
+    assert [a for a, _ in edges[1:]] == [b for _, b in edges[:-1]]  # in order, no gap or overlap
+    assert edges[-1][1] == 100
+    assert all(a % 5 == 0 and (b % 5 == 0 or b == 100) for a, b in edges)
+    frames = np.concatenate([c.data for c in chunks])
+    np.testing.assert_array_equal(
+        frames, np.stack([frame_values(i, (2,), "uint16") for i in range(100)])
+    )
+
+
+@pytest.mark.live
+def test_max_latency_on_a_grid_releases_whole_rows_of_chunks(writer_process):
+    # 10 rows of 4 points, chunks of one row, one buffer of 8 rows; the writer holds inside
+    # row 3 (frame 14): rows 0-2 are released, never part of row 3.
+    process = writer_process(scan_shape=(10, 4), frame_shape=(3,), hold_at=14)
+    with LiveDataChunkIterator(
+        process.path,
+        "/entry/data/data",
+        chunk_shape=(1, 4, 3),
+        buffer_shape=(8, 4, 3),
+        max_latency_s=0.05,
+        timeout=30,
+    ) as it:
+        assert it.follower.wait_for(13, timeout_s=60)
+        first = next(it)
+        assert first.selection == (slice(0, 3), slice(0, 4), slice(0, 3))
+        process.go()
+        rest = list(it)
+    assert process.wait() == 0
+    data = np.concatenate([c.data for c in [first, *rest]]).reshape(40, 3)
+    np.testing.assert_array_equal(
+        data, np.stack([frame_values(i, (3,), "uint16") for i in range(40)])
+    )
+
+
+def test_max_latency_must_be_a_finite_number_of_seconds(tmp_path):
+    with pytest.raises(ValueError, match="max_latency_s must be None or a finite number"):
+        LiveDataChunkIterator(tmp_path / "none.h5", "/d", max_latency_s=-1)

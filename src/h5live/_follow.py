@@ -74,6 +74,8 @@ __all__ = ["FollowPolicy", "KeyFollower", "StopReason"]
 logger = logging.getLogger(__name__)
 
 StopReason = Literal["finished", "timeout", "complete"]
+
+_MOVES_KEPT = 4096  # frontier moves remembered for completed_at
 GapPolicy = Literal["block", "skip"]
 
 
@@ -256,6 +258,8 @@ class KeyFollower(ClosingContext):
         self._file: Any | None = None
         self._finished: FinishedFlag | None = None
         self._closed = False
+        # (frontier, clock time) of the polls that moved it, oldest first: see completed_at
+        self._moves: list[tuple[int, float]] = []
         self.check_datasets()
 
     # ------------------------------------------------------------------ construction helpers
@@ -469,6 +473,9 @@ class KeyFollower(ClosingContext):
         if end > start:
             self.current_max = end - 1
             logger.debug("frontier %d", self.current_max)
+            if len(self._moves) >= 2 * _MOVES_KEPT:
+                del self._moves[:_MOVES_KEPT]
+            self._moves.append((self.current_max, self._clock()))
             return True
         return False
 
@@ -605,6 +612,18 @@ class KeyFollower(ClosingContext):
             )
         deadline = None if timeout_s is None else self._clock() + timeout_s
         return self._wait(index, deadline)
+
+    def completed_at(self, index: int) -> float | None:
+        """When this follower first saw frame ``index`` complete, on its clock; None if not yet.
+
+        The time of the poll that moved the frontier past ``index`` (within ``poll_interval_s``
+        of the writer's key write while waiting). For frames older than the last few thousand
+        moves, the oldest time kept (an earlier time is not known).
+        """
+        if index > self.current_max or not self._moves:
+            return None
+        pos = bisect.bisect_left(self._moves, (index, -math.inf))
+        return self._moves[min(pos, len(self._moves) - 1)][1]
 
     def _is_skipped(self, index: int) -> bool:
         pos = bisect.bisect_left(self._skipped, index)

@@ -96,6 +96,10 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         Poll the keys at most this often while waiting.
     final_scan_shape
         The scan shape the writer will reach, when it is known but the keys can grow.
+    max_latency_s
+        Release complete whole chunk rows (along the first axis) of a buffer once its oldest
+        complete frame has waited this long, without waiting for the rest of the buffer
+        (``None``: whole buffers only). Selections stay on chunk boundaries.
     strict
         Raise ``FollowTimeout`` when the writer goes idle, and errors on key regressions.
     open_timeout_s
@@ -125,6 +129,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         timeout: float | None = 10.0,
         poll_interval_s: float = 0.001,
         final_scan_shape: Sequence[int] | None = None,
+        max_latency_s: float | None = None,
         strict: bool = False,
         open_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
@@ -138,9 +143,17 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "timeout": timeout,
             "poll_interval_s": poll_interval_s,
             "final_scan_shape": None if final_scan_shape is None else tuple(final_scan_shape),
+            "max_latency_s": max_latency_s,
             "strict": strict,
             "open_timeout_s": open_timeout_s,
         }
+        if max_latency_s is not None and not (max_latency_s >= 0 and math.isfinite(max_latency_s)):
+            raise ValueError(
+                f"max_latency_s must be None or a finite number of seconds >= 0, got "
+                f"{max_latency_s!r}. Fix: pass how long a complete frame may wait for the rest "
+                "of its buffer, e.g. 1.0."
+            )
+        self._clock = clock
         self._file: Any | None = None
         self._own_follower = follower is None
         try:
@@ -191,6 +204,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._live = self._final is None
         if self._live:
             self.num_buffers = None
+            if self.buffer_shape[0] % self.chunk_shape[0]:  # every buffer starts a chunk row
+                raise ValueError(
+                    f"Some dimensions of chunk_shape ({self.chunk_shape}) do not evenly divide "
+                    f"the buffer shape ({self.buffer_shape})!"
+                )
         self.display_progress = display_progress
         self.progress_bar: Any | None = None
         if display_progress:
@@ -363,11 +381,19 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ waiting and reading
 
-    def _wait(self, last: int) -> bool:
-        """Block until frame ``last`` is complete (True) or the follower has stopped (False)."""
+    def _wait(self, last: int, timeout_s: float | None = None) -> bool | None:
+        """Block until frame ``last`` is complete (True) or the follower has stopped (False).
+
+        With ``timeout_s``: None if it passed first.
+        """
         if self.follower.current_max >= last:
             return True
-        done = self.follower.wait_for(last)
+        try:
+            done = self.follower.wait_for(last, timeout_s=timeout_s)
+        except FollowTimeout:
+            if timeout_s is None:
+                raise
+            return None
         if not done and self.follower.stop_reason == "timeout" and self._options["strict"]:
             raise FollowTimeout(
                 f"{self._recipe['path']!r}: the writer went idle for {self.follower.timeout} s "
@@ -391,22 +417,85 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             for rest in itertools.product(*inner):
                 yield (slice(lo, hi), *rest)
 
+    def _row_end(self, block: Selection, rows: int) -> int:
+        """Flat index of the last frame of ``block``'s first ``rows`` rows."""
+        start = block[0].start
+        part = (slice(start, start + rows), *block[1:])
+        return _last_frame(part, self._scan_shape(max(start + rows, 1)))
+
+    def _complete_chunk_rows(self, block: Selection) -> int:
+        """Rows of ``block``, in whole chunk rows from its start, whose frames are complete."""
+        step = self.chunk_shape[0]
+        rows = 0
+        while rows + step < block[0].stop - block[0].start:
+            if self._row_end(block, rows + step) > self.follower.current_max:
+                break
+            rows += step
+        return rows
+
+    def _ready(self, block: Selection) -> tuple[list[Selection], Selection | None]:
+        """Wait for ``block``; return the parts to hand out now and what is left of it.
+
+        Without ``max_latency_s``: the whole block once its last frame is complete. With it:
+        also its first whole chunk rows, once its oldest complete frame has waited that long.
+        When the follower stops: the complete part of the block, and nothing left (``None``
+        left and an incomplete part mean the end).
+        """
+        scan = self._scan_shape(max(block[0].stop, 1))
+        last = _last_frame(block, scan)
+        latency = self._options["max_latency_s"]
+        while True:
+            if latency is None:
+                done = self._wait(last)
+            else:
+                done = self._wait_within_latency(block, last, latency)
+            if done is None:  # the oldest complete frame waited long enough
+                rows = self._complete_chunk_rows(block)
+                lo, hi = block[0].start, block[0].stop
+                return [(slice(lo, lo + rows), *block[1:])], (slice(lo + rows, hi), *block[1:])
+            if done:
+                return [block], None
+            return prefix_boxes(block, scan, self.follower.current_max + 1), None
+
+    def _wait_within_latency(self, block: Selection, last: int, latency: float) -> bool | None:
+        """Like ``_wait(last)``, but None once whole chunk rows of ``block`` are complete and
+        its oldest complete frame has waited ``latency`` seconds."""
+        scan = self._scan_shape(max(block[0].stop, 1))
+        first = int(np.ravel_multi_index([s.start for s in block], scan))
+        while True:
+            started = self._wait(first)  # the oldest frame of the block
+            if not started:
+                return started
+            since = self.follower.completed_at(first)
+            left = (since if since is not None else self._clock()) + latency - self._clock()
+            if left > 0:
+                done = self._wait(last, left)
+                if done is not None:
+                    return done
+            if self.follower.current_max >= last:
+                return True
+            if self._complete_chunk_rows(block):
+                return None
+            done = self._wait(self._row_end(block, self.chunk_shape[0]))  # the first chunk row
+            if done is not True or self.follower.current_max >= last:
+                return done
+
     def _selections(self) -> Iterator[Selection]:
         frame_blocks = [
             [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
             for n, step in zip(self.frame_shape, self.buffer_shape[self.scan_rank :], strict=True)
         ]
-        for block in self._blocks():
-            scan = self._scan_shape(max(block[0].stop, 1))
-            if self._wait(_last_frame(block, scan)):
-                parts = [block]
-            else:
-                parts = prefix_boxes(block, scan, self.follower.current_max + 1)
-            for part in parts:
-                for frame_part in itertools.product(*frame_blocks):
-                    yield (*part, *frame_part)
-            if parts != [block]:
-                return
+        for whole in self._blocks():
+            block: Selection | None = whole
+            while block is not None:
+                parts, block = self._ready(block)
+                for part in parts:
+                    for frame_part in itertools.product(*frame_blocks):
+                        yield (*part, *frame_part)
+                if block is None and self.follower.current_max < _last_frame(
+                    whole, self._scan_shape(max(whole[0].stop, 1))
+                ):
+                    return
 
     def _get_data(self, selection: Selection) -> npt.NDArray[Any]:
         scan = selection[: self.scan_rank]
