@@ -62,6 +62,7 @@ with KeyFollower.from_path(source, timeout=10) as follower:
             print(f"frame {index} is complete; its sum is {data[index].sum()}")
     print(follower, "stopped because:", follower.stop_reason)
 writer.wait()
+writer.close()
 
 # %%
 # In ranges, for consumers that work in batches
@@ -83,6 +84,7 @@ with KeyFollower.from_path(source) as follower:
         batches.append(len(spectra))
     print(f"{sum(batches)} frames in {len(batches)} batches of at most 128")
 writer.wait()
+writer.close()
 
 # %%
 # Polling and waiting for one frame
@@ -99,6 +101,7 @@ with KeyFollower.from_path(source) as follower:
     print("frame 800 complete:", follower.wait_for(800, timeout_s=30))
     print("frontier now", follower.poll())
 writer.wait()
+writer.close()
 
 # %%
 # When the writer dies
@@ -112,6 +115,7 @@ with KeyFollower.from_path(source, timeout=0.5) as follower:
     delivered = list(follower)
 print(f"{len(delivered)} frames delivered; stop reason: {follower.stop_reason!r}")
 print("writer exit code:", writer.wait())
+writer.close()
 
 # %%
 # Gaps in the keys
@@ -127,6 +131,7 @@ with KeyFollower.from_path(source, policy=policy) as follower:
 print(f"{len(delivered)} frames delivered, skipped: {follower.skipped}")
 print("delivered mask at 40..45:", follower.delivered_mask()[40:46])
 writer.wait()
+writer.close()
 
 # %%
 # The file the writer left behind is an ordinary HDF5 file.

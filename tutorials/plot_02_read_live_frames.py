@@ -72,6 +72,7 @@ with (
     expected = [frame_values(i, (24, 32), "uint16").sum(dtype=np.int64) for i in range(300)]
     assert np.array_equal(sums[...].ravel(), expected)
 writer.wait()
+writer.close()
 
 # %%
 # In batches
@@ -105,4 +106,5 @@ with (
     print(len(boxes), "batches, the first ones shaped", boxes[:4])
     assert np.array_equal(sums[...].ravel(), expected)
 writer.wait()
+writer.close()
 print("results in", workdir)

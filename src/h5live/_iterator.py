@@ -100,15 +100,32 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         Release complete whole chunk rows (along the first axis) of a buffer once its oldest
         complete frame has waited this long, without waiting for the rest of the buffer
         (``None``: whole buffers only). Selections stay on chunk boundaries.
+    reuse_buffer
+        Read every buffer into one array allocated once: each ``DataChunk``'s data is then a
+        view that the next one overwrites. Right for consumers that write each chunk before
+        asking for the next (hdmf's ``HDF5IO``, hdmf-zarr's workers); wrong for ones that keep
+        chunks (``list(iterator)``). Saves one buffer-sized allocation per buffer.
     strict
         Raise ``FollowTimeout`` when the writer goes idle, and errors on key regressions.
     open_timeout_s
         How long to wait for the file and its datasets, when ``source`` is a path.
 
+    Attributes
+    ----------
+    dataset
+        The frames' h5py dataset (its ``file`` is the open source file).
+    follower
+        The :class:`h5live.KeyFollower`; pass it to another iterator over the same file (e.g.
+        the timestamps'), since a dataset must not be open twice in a process.
+    frames_done
+        Frames handed out so far.
+
     Raises
     ------
     ValueError
         Invalid shapes or options (with hdmf's texts where hdmf has one).
+    DuplicateHandleError
+        A dataset it would refresh is open twice in this process (see ``h5live._handles``).
     """
 
     def __init__(
@@ -130,6 +147,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         poll_interval_s: float = 0.001,
         final_scan_shape: Sequence[int] | None = None,
         max_latency_s: float | None = None,
+        reuse_buffer: bool = False,
         strict: bool = False,
         open_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
@@ -144,6 +162,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "poll_interval_s": poll_interval_s,
             "final_scan_shape": None if final_scan_shape is None else tuple(final_scan_shape),
             "max_latency_s": max_latency_s,
+            "reuse_buffer": reuse_buffer,
             "strict": strict,
             "open_timeout_s": open_timeout_s,
         }
@@ -214,6 +233,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if display_progress:
             self._start_progress(progress_bar_class, progress_bar_options or {})
         self._frontier_at_refresh = -1
+        self._buffer: npt.NDArray[Any] | None = None
         self.frames_done = 0
         self.buffer_selection_generator = self._selections()
 
@@ -512,7 +532,16 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if self.follower.current_max > self._frontier_at_refresh:
             self._frontier_at_refresh = self.follower.current_max
             refresh_dataset(self.dataset)
-        return read_selection(self.dataset, selection, first, last + 1)
+        return read_selection(self.dataset, selection, first, last + 1, self._out(selection))
+
+    def _out(self, selection: Selection) -> npt.NDArray[Any] | None:
+        """The reused buffer, shaped for ``selection`` (``reuse_buffer``), else None."""
+        if not self._options["reuse_buffer"]:
+            return None
+        if self._buffer is None:
+            self._buffer = np.empty(math.prod(self.buffer_shape), dtype=self._dtype_of())
+        shape = tuple(s.stop - s.start for s in selection)
+        return self._buffer[: math.prod(shape)].reshape(shape)
 
     def __next__(self) -> DataChunk:
         try:

@@ -46,8 +46,17 @@ def box_size(box: Sequence[slice], shape: Sequence[int]) -> int:
     return math.prod(len(range(*s.indices(n))) for s, n in zip(box, shape, strict=False))
 
 
-def read_selection(dataset: Any, selection: Any, start: int, stop: int) -> npt.NDArray[Any]:
+def read_selection(
+    dataset: Any,
+    selection: Any,
+    start: int,
+    stop: int,
+    out: npt.NDArray[Any] | None = None,
+) -> npt.NDArray[Any]:
     """``dataset[selection]`` (frames ``start .. stop - 1``), with read failures explained.
+
+    ``out``: an array of the selection's shape and the dataset's dtype to read into (no new
+    allocation); returned filled.
 
     Raises
     ------
@@ -55,6 +64,9 @@ def read_selection(dataset: Any, selection: Any, start: int, stop: int) -> npt.N
         h5py could not read them, most often because a filter plugin is not loaded.
     """
     try:
+        if out is not None and hasattr(dataset, "read_direct"):
+            dataset.read_direct(out, source_sel=selection)
+            return out
         return np.asarray(dataset[selection])
     except (OSError, RuntimeError) as exc:
         filename, name = dataset_label(dataset)
