@@ -347,3 +347,57 @@ def test_max_latency_on_a_grid_releases_whole_rows_of_chunks(writer_process):
 def test_max_latency_must_be_a_finite_number_of_seconds(tmp_path):
     with pytest.raises(ValueError, match="max_latency_s must be None or a finite number"):
         LiveDataChunkIterator(tmp_path / "none.h5", "/d", max_latency_s=-1)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_reuse_buffer_reads_every_buffer_into_one_array(tmp_path, reuse):
+    data = complete_file(tmp_path / "s.h5", (23,), (4, 5))
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        it = LiveDataChunkIterator(
+            f["/entry/data/data"], chunk_shape=(3, 4, 5), buffer_shape=(6, 4, 5), reuse_buffer=reuse
+        )
+        first, second = next(it), next(it)
+        assert np.shares_memory(first.data, second.data) == reuse
+        np.testing.assert_array_equal(second.data, data[6:12])
+        with h5py.File(tmp_path / "out.h5", "w") as out:  # the consumer writes each chunk
+            dataset = fill(it, "copy", out)  # at once, as HDF5IO does
+            dataset[0:12] = data[0:12]  # the two chunks taken above
+            np.testing.assert_array_equal(dataset[...], data)
+        assert (it._buffer is not None) == reuse
+        if reuse:  # allocated once, one buffer's worth
+            assert it._buffer.nbytes == 6 * 4 * 5 * 2
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_memory_stays_within_about_one_buffer(tmp_path, reuse):
+    import tracemalloc
+
+    frames, frame = 400, (100, 100)  # 8 MB of uint16 frames, buffers of 20 frames (0.4 MB)
+    with h5py.File(tmp_path / "s.h5", "w", libver="latest") as f:
+        f.create_dataset(
+            "/entry/data/data",
+            data=np.ones((frames, *frame), "uint16"),
+            chunks=(1, *frame),
+            maxshape=(None, *frame),
+        )
+        f.create_dataset("/entry/keys/key_0", data=np.ones(frames, "i8"), maxshape=(None,))
+        f.create_dataset("/entry/finished", data=1)
+    buffer_bytes = 20 * 100 * 100 * 2
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        it = LiveDataChunkIterator(
+            f["/entry/data/data"],
+            chunk_shape=(5, *frame),
+            buffer_shape=(20, *frame),
+            reuse_buffer=reuse,
+        )
+        tracemalloc.start()
+        try:
+            total = 0
+            for chunk in it:  # a consumer that writes each chunk and lets it go
+                total += int(chunk.data.sum())
+                del chunk
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert total == frames * 100 * 100
+    assert peak < (1 if reuse else 2) * buffer_bytes + 200_000
