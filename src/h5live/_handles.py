@@ -76,5 +76,6 @@ def check_single_handle(dataset: Any) -> None:
             "on it is open makes both read wrong chunks, so h5live stops here. "
             "Fix: open each dataset once and pass that object to h5live (share one KeyFollower "
             "between readers of a file, or reuse follower.key_datasets), and close or delete "
-            "the other copies."
+            "the other copies. In a worker process started by fork, the parent's open handles "
+            "are inherited: start workers with the 'spawn' method."
         )

@@ -36,7 +36,7 @@ import numpy.typing as npt
 from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
 from h5live._follow import FollowPolicy, KeyFollower
-from h5live._keys import dataset_label, refresh_dataset
+from h5live._keys import refresh_dataset
 from h5live._read import read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset
 from h5live.errors import FollowTimeout
@@ -152,6 +152,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         open_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        _parked: bool = False,
     ) -> None:
         self._options: dict[str, Any] = {
             "buffer_gb": buffer_gb,
@@ -173,10 +174,12 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 "of its buffer, e.g. 1.0."
             )
         self._clock = clock
+        self._sleep = sleep
         self._file: Any | None = None
         self._own_follower = follower is None
+        self._parked = False
         try:
-            self._open(source, dataset_path, key_paths, finished_path, follower, clock, sleep)
+            self._open(source, dataset_path, key_paths, finished_path, follower, poll=not _parked)
             self._build(
                 (buffer_gb, buffer_shape, chunk_mb, chunk_shape),
                 display_progress,
@@ -186,6 +189,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         except BaseException:
             self.close()  # a refused iterator leaves no file or handle open
             raise
+        if _parked:
+            self._park()
 
     def _build(
         self,
@@ -246,9 +251,38 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         key_paths: Sequence[str] | None,
         finished_path: str | None,
         follower: KeyFollower | None,
-        clock: Clock,
-        sleep: Sleep,
+        *,
+        poll: bool,
     ) -> None:
+        """Attach to the source, then learn the scan: its final shape if known (``poll``: also
+        by polling once, for a writer that has already finished)."""
+        self._attach(source, dataset_path, key_paths, finished_path, follower)
+        follower = self.follower
+        self.scan_rank = follower.scan_rank
+        self.frame_shape = tuple(int(n) for n in self.dataset.shape[self.scan_rank :])
+        keys = follower.maxshape or ()
+        inner = tuple(int(n) for n in follower.key_datasets[0].shape[1 : self.scan_rank])
+        given = self._options["final_scan_shape"]
+        if given is not None:
+            self._final: tuple[int, ...] | None = tuple(int(n) for n in given)
+        elif all(n is not None for n in keys):
+            self._final = tuple(int(n) for n in keys if n is not None)
+        elif poll and self._already_done(follower):  # a finished file: its length is known
+            rows = -(-(follower.current_max + 1) // max(math.prod(inner), 1))
+            self._final = (rows, *inner)
+        else:
+            self._final = None
+        self._inner = self._final[1:] if self._final is not None else inner
+
+    def _attach(
+        self,
+        source: Any,
+        dataset_path: str | None,
+        key_paths: Sequence[str] | None,
+        finished_path: str | None,
+        follower: KeyFollower | None,
+    ) -> None:
+        """Set ``dataset``, ``follower`` and the recipe; open the file if given a path."""
         policy = FollowPolicy(
             poll_interval_s=self._options["poll_interval_s"], strict=self._options["strict"]
         )
@@ -264,7 +298,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 finished_path=finished_path,
                 open_timeout_s=self._options["open_timeout_s"],
             )
-            file, found = spec.open_resolved(clock=clock, sleep=sleep)
+            file, found = spec.open_resolved(clock=self._clock, sleep=self._sleep)
             self._file = file
             self.dataset: Any = get_dataset(file, dataset_path, "data")
         else:
@@ -280,8 +314,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 self._options["timeout"],
                 found.finished,
                 policy=policy,
-                clock=clock,
-                sleep=sleep,
+                clock=self._clock,
+                sleep=self._sleep,
             )
         self.follower = follower
         self._recipe = {
@@ -290,21 +324,24 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "key_paths": [k.name for k in follower.key_datasets],
             "finished_path": getattr(follower.finished_dataset, "name", None),
         }
-        self.scan_rank = follower.scan_rank
-        self.frame_shape = tuple(int(n) for n in self.dataset.shape[self.scan_rank :])
-        keys = follower.maxshape or ()
-        inner = tuple(int(n) for n in follower.key_datasets[0].shape[1 : self.scan_rank])
-        given = self._options["final_scan_shape"]
-        if given is not None:
-            self._final: tuple[int, ...] | None = tuple(int(n) for n in given)
-        elif all(n is not None for n in keys):
-            self._final = tuple(int(n) for n in keys if n is not None)
-        elif self._already_done(follower):  # a finished file: its length is known
-            rows = -(-(follower.current_max + 1) // max(math.prod(inner), 1))
-            self._final = (rows, *inner)
-        else:
-            self._final = None
-        self._inner = self._final[1:] if self._final is not None else inner
+
+    def _park(self) -> None:
+        """Close the file and follower this iterator opened; ``_unpark`` reopens them."""
+        if self._file is None or not self._own_follower:
+            return
+        self.follower.close()
+        self._file.close()
+        self._file = None
+        self._parked = True
+
+    def _unpark(self) -> None:
+        """Reopen the file, dataset and a new follower from the recipe, if parked."""
+        if self._parked:
+            recipe = self._recipe
+            path, dataset_path = recipe["path"], recipe["dataset_path"]
+            self._attach(path, dataset_path, recipe["key_paths"], recipe["finished_path"], None)
+            self._parked = False
+            self._frontier_at_refresh = -1
 
     @staticmethod
     def _already_done(follower: KeyFollower) -> bool:
@@ -501,6 +538,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 return done
 
     def _selections(self) -> Iterator[Selection]:
+        self._unpark()  # an unpickled iterator opens its file when iteration starts
         frame_blocks = [
             [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
             for n, step in zip(self.frame_shape, self.buffer_shape[self.scan_rank :], strict=True)
@@ -518,6 +556,20 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                     return
 
     def _get_data(self, selection: Selection) -> npt.NDArray[Any]:
+        """Wait until the selection's frames are complete, then read them.
+
+        A parked (unpickled) iterator opens its file for this call only, so that a worker
+        process that unpickles one iterator per buffer keeps no handle between buffers.
+        """
+        if not self._parked:
+            return self._read_complete(selection)
+        self._unpark()
+        try:
+            return self._read_complete(selection)
+        finally:
+            self._park()
+
+    def _read_complete(self, selection: Selection) -> npt.NDArray[Any]:
         scan = selection[: self.scan_rank]
         grid = self._scan_shape(max(scan[0].stop, 1))
         first = int(np.ravel_multi_index([s.start for s in scan], grid))
@@ -588,12 +640,23 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     # ------------------------------------------------------------------ pickling, closing
 
     def _to_dict(self) -> dict[str, Any]:
-        return {**self._recipe, **self._options}
+        """A recipe: where the source is, the options, and the shapes as chosen here."""
+        shapes = {
+            "chunk_shape": tuple(self.chunk_shape),
+            "buffer_shape": tuple(self.buffer_shape),
+            "chunk_mb": None,
+            "buffer_gb": None,
+            "final_scan_shape": self._final,
+        }
+        return {**self._recipe, **self._options, **shapes}
 
     @staticmethod
-    def _from_dict(state: dict[str, Any]) -> LiveDataChunkIterator:
-        state = dict(state)
-        return LiveDataChunkIterator(state.pop("path"), state.pop("dataset_path"), **state)
+    def _from_dict(dictionary: dict[str, Any]) -> LiveDataChunkIterator:
+        """An iterator from a ``_to_dict`` recipe, parked: it reads the source's shapes without
+        refreshing anything, closes the file, and reopens it when iterated or read."""
+        state = dict(dictionary)
+        path, dataset_path = state.pop("path"), state.pop("dataset_path")
+        return LiveDataChunkIterator(path, dataset_path, **state, _parked=True)
 
     def close(self) -> None:
         """Close the file if this iterator opened it (idempotent)."""
@@ -604,6 +667,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._parked = False  # closed for good: a parked iterator would reopen
 
     def __enter__(self) -> LiveDataChunkIterator:
         return self
@@ -612,7 +676,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self.close()
 
     def __repr__(self) -> str:
-        filename, name = dataset_label(self.dataset)
+        filename, name = self._recipe["path"], self._recipe["dataset_path"]
         return (
             f"<LiveDataChunkIterator {os.path.basename(filename)!r} {name!r} "
             f"chunk_shape={self.chunk_shape} buffer_shape={self.buffer_shape} "
