@@ -27,6 +27,7 @@ import itertools
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -36,8 +37,7 @@ import numpy.typing as npt
 from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
 from h5live._follow import FollowPolicy, KeyFollower
-from h5live._keys import refresh_dataset
-from h5live._read import read_selection
+from h5live._read import FrameReader, read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset
 from h5live.errors import FollowTimeout
 
@@ -100,11 +100,6 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         Release complete whole chunk rows (along the first axis) of a buffer once its oldest
         complete frame has waited this long, without waiting for the rest of the buffer
         (``None``: whole buffers only). Selections stay on chunk boundaries.
-    reuse_buffer
-        Read every buffer into one array allocated once: each ``DataChunk``'s data is then a
-        view that the next one overwrites. Right for consumers that write each chunk before
-        asking for the next (hdmf's ``HDF5IO``, hdmf-zarr's workers); wrong for ones that keep
-        chunks (``list(iterator)``). Saves one buffer-sized allocation per buffer.
     strict
         Raise ``FollowTimeout`` when the writer goes idle, and errors on key regressions.
     open_timeout_s
@@ -147,7 +142,6 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         poll_interval_s: float = 0.001,
         final_scan_shape: Sequence[int] | None = None,
         max_latency_s: float | None = None,
-        reuse_buffer: bool = False,
         strict: bool = False,
         open_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
@@ -163,7 +157,6 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "poll_interval_s": poll_interval_s,
             "final_scan_shape": None if final_scan_shape is None else tuple(final_scan_shape),
             "max_latency_s": max_latency_s,
-            "reuse_buffer": reuse_buffer,
             "strict": strict,
             "open_timeout_s": open_timeout_s,
         }
@@ -318,6 +311,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 sleep=self._sleep,
             )
         self.follower = follower
+        self._reader = FrameReader(self.dataset, follower.scan_rank, use_direct_chunk=True)
         self._recipe = {
             "path": file.filename,
             "dataset_path": self.dataset.name,
@@ -583,17 +577,30 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             )
         if self.follower.current_max > self._frontier_at_refresh:
             self._frontier_at_refresh = self.follower.current_max
-            refresh_dataset(self.dataset)
-        return read_selection(self.dataset, selection, first, last + 1, self._out(selection))
+            self._reader.refresh(self._frontier_at_refresh)
+        out = self._out(selection)
+        inner = selection[1 : self.scan_rank]
+        frames = selection[self.scan_rank :]
+        whole = zip((*inner, *frames), (*self._inner, *self.frame_shape), strict=True)
+        if all(s.stop - s.start == n for s, n in whole):
+            # whole rows of whole frames: frames first..last, read chunk by chunk where faster
+            return self._reader.read_frames(first, last + 1, out=out)[0]
+        return read_selection(self.dataset, selection, first, last + 1, out)
 
-    def _out(self, selection: Selection) -> npt.NDArray[Any] | None:
-        """The reused buffer, shaped for ``selection`` (``reuse_buffer``), else None."""
-        if not self._options["reuse_buffer"]:
-            return None
-        if self._buffer is None:
-            self._buffer = np.empty(math.prod(self.buffer_shape), dtype=self._dtype_of())
+    def _out(self, selection: Selection) -> npt.NDArray[Any]:
+        """An array for ``selection``'s data: a view of the buffer of the previous call if the
+        consumer has let go of every chunk of it (as HDF5IO does), else of a new buffer.
+
+        So a writer that consumes chunks as they come reads into one buffer allocated once,
+        and a consumer that keeps chunks (``list(iterator)``) gets data that stays as read.
+        """
+        buffer = self._buffer
+        # References when free: self._buffer, ``buffer`` and getrefcount's argument; every
+        # view handed out (a DataChunk's data) holds one more.
+        if buffer is None or sys.getrefcount(buffer) > 3:
+            buffer = self._buffer = np.empty(math.prod(self.buffer_shape), dtype=self._dtype_of())
         shape = tuple(s.stop - s.start for s in selection)
-        return self._buffer[: math.prod(shape)].reshape(shape)
+        return buffer[: math.prod(shape)].reshape(shape)
 
     def __next__(self) -> DataChunk:
         try:

@@ -294,8 +294,17 @@ class FrameReader:
         """
         return self.read_frames(index, index + 1, force_refresh=force_refresh)
 
-    def read_frames(self, start: int, stop: int, force_refresh: bool = False) -> Frames:
+    def read_frames(
+        self,
+        start: int,
+        stop: int,
+        force_refresh: bool = False,
+        out: npt.NDArray[Any] | None = None,
+    ) -> Frames:
         """Read frames ``start .. stop - 1`` with one read (they must form one box).
+
+        ``out``: a C-contiguous array of the result's shape and the dataset's dtype to read
+        into instead of a new one (it is returned).
 
         Returns
         -------
@@ -319,20 +328,26 @@ class FrameReader:
         self._prepare(stop - 1, force_refresh)
         slices = self._slices(start, stop)
         if self._direct is not None:
-            return self._read_direct(self._direct, start, stop, slices), slices
+            return self._read_direct(self._direct, start, stop, slices, out), slices
         selection = (*slices, Ellipsis)
-        return read_selection(self.dataset, selection, start, stop), slices
+        return read_selection(self.dataset, selection, start, stop, out), slices
 
     def _read_direct(
-        self, direct: DirectChunkReader, start: int, stop: int, slices: tuple[slice, ...]
+        self,
+        direct: DirectChunkReader,
+        start: int,
+        stop: int,
+        slices: tuple[slice, ...],
+        out: npt.NDArray[Any] | None,
     ) -> npt.NDArray[Any]:
         tail = (0,) * len(self.frame_shape)
-        if stop == start + 1:  # one frame, one chunk
+        if stop == start + 1 and out is None:  # one frame, one chunk
             frame = np.empty(direct.chunk_shape, dtype=direct.dtype)
             if direct.read_into(tuple(s.start for s in slices) + tail, frame):
                 return frame
         box = tuple(s.stop - s.start for s in slices)
-        out = np.empty(box + self.frame_shape, dtype=direct.dtype)
+        if out is None:
+            out = np.empty(box + self.frame_shape, dtype=direct.dtype)
         flat = out.reshape((stop - start, *direct.chunk_shape))
         for k, position in enumerate(np.ndindex(*box)):
             offset = tuple(s.start + p for s, p in zip(slices, position, strict=True)) + tail
