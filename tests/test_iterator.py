@@ -208,6 +208,7 @@ class RecordingBar:
 
     def __init__(self, total=None, **options):
         self.total, self.options, self.n, self.postfix, self.closed = total, options, 0, "", False
+        self.initial_total = total
         RecordingBar.made.append(self)
 
     def update(self, n):
@@ -257,7 +258,8 @@ def test_progress_total_is_unknown_while_live(writer_process):
         list(it)
     assert process.wait() == 0
     (bar,) = RecordingBar.made
-    assert (bar.total, bar.n, bar.closed) == (None, 50, True)
+    assert bar.initial_total is None  # unknown while the writer ran ...
+    assert (bar.total, bar.n, bar.closed) == (50, 50, True)  # ... known once it finished
 
 
 @pytest.mark.live

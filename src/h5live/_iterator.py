@@ -636,11 +636,18 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         lag = self.follower.current_max + 1 - self.frames_done
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{self._progress_bytes / elapsed / 1e6:.1f} MB/s, lag {lag}")
+        self._known_total(bar)
         bar.update(frames)
+
+    def _known_total(self, bar: Any) -> None:
+        """Give the bar its total once the writer has stopped: the complete frames."""
+        if getattr(bar, "total", 0) is None and self.follower.stop_reason is not None:
+            bar.total = self.follower.current_max + 1
 
     def _finish_progress(self) -> None:
         bar = getattr(self, "progress_bar", None)  # None also before the bar is made
         if bar is not None:
+            self._known_total(bar)
             bar.close()
             self.progress_bar = None
 
