@@ -55,8 +55,9 @@ def test_a_second_iterator_from_the_same_path_is_refused_and_closes_its_file(wri
     process = writer_process(scan_shape=(20,), frame_shape=(2,), hold_at=0)
     shapes = {"chunk_shape": (5, 2), "buffer_shape": (5, 2)}
     with LiveDataChunkIterator(process.path, DATA, **shapes) as first:
-        with pytest.raises(DuplicateHandleError, match="share one KeyFollower"):
+        with pytest.raises(DuplicateHandleError, match="share one KeyFollower") as refused:
             LiveDataChunkIterator(process.path, DATA, **shapes)
+        assert refused.traceback  # kept alive: its frames must not hold a handle either
         # the refused iterator left no handle behind: the first one reads every frame
         process.go()
         assert sum(chunk.data.shape[0] for chunk in first) == 20
@@ -95,3 +96,21 @@ def test_arrays_and_single_handles_pass(tmp_path):
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         check_single_handle(f["d"])
     check_single_handle(np.arange(3))
+
+
+def test_a_duplicate_that_replaces_a_closed_dataset_is_caught(tmp_path):
+    # The number of open datasets stays the same (one closed, a duplicate opened): the guard
+    # must still see the duplicate.
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        for name in ("d", "other"):
+            f.create_dataset(name, data=np.arange(12).reshape(6, 2), chunks=(1, 2))
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        reader = FrameReader(f["d"], 1)
+        other = f["other"]
+        assert reader.read_frame(5, force_refresh=True)[0].tolist() == [[10, 11]]
+        del other
+        duplicate = f["d"]
+        with pytest.raises(DuplicateHandleError, match="'/d' is open 2 times"):
+            reader.read_frame(5, force_refresh=True)
+        del duplicate

@@ -11,9 +11,14 @@ import pytest
 from hdmf.backends.hdf5.h5tools import HDF5IO
 from hdmf.data_utils import GenericDataChunkIterator
 
-from h5live import LiveDataChunkIterator
+from h5live import KeyFollower, LiveDataChunkIterator
 from h5live.errors import FollowTimeout
 from h5live.testing import frame_values
+
+
+def write(writer, n):
+    writer.append(n)
+    writer.flush_keys()
 
 
 class ArrayIterator(GenericDataChunkIterator):
@@ -362,12 +367,13 @@ def test_a_buffer_is_reused_once_the_consumer_lets_go_and_never_before(tmp_path)
             f["/entry/data/data"], chunk_shape=(3, 4, 5), buffer_shape=(6, 4, 5)
         )
         first = next(it)
-        second = next(it)  # ``first`` is still held: a new buffer
+        second = next(it)  # ``first`` is still held: a new array, of the selection's size
         assert not np.shares_memory(first.data, second.data)
+        assert second.data.base is None
         np.testing.assert_array_equal(first.data, data[0:6])
-        where = address(second)
+        where = address(first)
         del first, second
-        third = next(it)  # both let go: read into the last buffer again
+        third = next(it)  # let go: read into the buffer again
         assert address(third) == where
         np.testing.assert_array_equal(third.data, data[12:18])
         kept = [third, *it]  # a consumer that keeps every chunk gets data that stays as read
@@ -405,3 +411,87 @@ def test_memory_stays_within_about_one_buffer(tmp_path):
             tracemalloc.stop()
     assert total == frames * 100 * 100
     assert peak < buffer_bytes + 200_000  # one buffer, read into again and again
+
+
+def test_max_latency_holds_against_a_writer_that_never_pauses(simulated_writer, fake_clock):
+    # One frame every 0.5 ms from t = 2 s, a buffer of 100,000 frames, max_latency_s=0.5: the
+    # first chunks must come 0.5 s after the first frame completed (not 0.5 s after the start,
+    # and not when the buffer is full), although the frontier moves on every poll.
+    writer = simulated_writer(scan_shape=(100_000,), frame_shape=(2,), data_chunks=(10, 2))
+    follower = KeyFollower(
+        writer.keys, 5.0, writer.finished, clock=fake_clock, sleep=fake_clock.sleep
+    )
+
+    def write_one():
+        write(writer, 1)
+        if writer.frames_keyed < 3000:
+            fake_clock.after(0.0005, write_one)
+
+    fake_clock.at(2.0, write_one)
+    it = LiveDataChunkIterator(
+        writer.data,
+        follower=follower,
+        chunk_shape=(10, 2),
+        buffer_shape=(100_000, 2),
+        max_latency_s=0.5,
+        clock=fake_clock,
+        sleep=fake_clock.sleep,
+    )
+    first = next(it)
+    released = fake_clock()
+    assert 2.5 <= released <= 2.5 + 0.01  # the latency, plus a few polls
+    rows = first.selection[0]
+    assert rows.start == 0
+    assert rows.stop % 10 == 0  # whole chunks
+    assert 900 <= rows.stop <= 1020  # the frames complete by then, down to a whole chunk
+    np.testing.assert_array_equal(
+        first.data, np.stack([frame_values(i, (2,), "uint16") for i in range(rows.stop)])
+    )
+    fake_clock.sleep(0.3)  # the consumer is busy; the oldest waiting frame keeps waiting
+    second = next(it)  # so the next release is one latency after that frame completed
+    assert second.selection[0].start == rows.stop
+    assert fake_clock() - released <= 0.5 + 0.01
+
+
+def test_a_grid_split_along_its_inner_axis_hands_out_every_complete_frame_at_a_stop(tmp_path):
+    # Scan 3x4, frames 0-4 complete and the writer finished; buffers of 2x2 points split each
+    # row band in two: the second box of the first band (frames 2, 3) must not be dropped.
+    path = tmp_path / "g.h5"
+    keys = np.zeros((3, 4), "i8")
+    keys.flat[:5] = 1
+    with h5py.File(path, "w", libver="latest") as f:
+        data = np.stack([frame_values(i, (2,), "uint16") for i in range(12)]).reshape(3, 4, 2)
+        f.create_dataset("/entry/data/data", data=data, chunks=(1, 2, 2), maxshape=(None, 4, 2))
+        f.create_dataset("/entry/keys/key_0", data=keys, maxshape=(None, 4), chunks=(1, 4))
+        f.create_dataset("/entry/finished", data=1)
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        it = LiveDataChunkIterator(
+            f["/entry/data/data"], chunk_shape=(1, 2, 2), buffer_shape=(2, 2, 2), timeout=1
+        )
+        chunks = list(it)
+    frames = sorted(
+        int(np.ravel_multi_index((r, c), (3, 4)))
+        for chunk in chunks
+        for r in range(chunk.selection[0].start, chunk.selection[0].stop)
+        for c in range(chunk.selection[1].start, chunk.selection[1].stop)
+    )
+    assert frames == [0, 1, 2, 3, 4]
+    for chunk in chunks:
+        np.testing.assert_array_equal(chunk.data, data[chunk.selection])
+
+
+@pytest.mark.live
+def test_a_known_length_writer_that_crashes_leaves_no_rows_of_fill_values(writer_process, tmp_path):
+    process = writer_process(scan_shape=(20,), frame_shape=(2,), presized=True, crash_after=7)
+    with LiveDataChunkIterator(
+        process.path, "/entry/data/data", chunk_shape=(2, 2), buffer_shape=(4, 2), timeout=1
+    ) as it:
+        assert it.maxshape == (20, 2)
+        with h5py.File(tmp_path / "out.h5", "w") as out:
+            copy = fill(it, "copy", out)
+            assert copy.maxshape == (20, 2)
+            np.testing.assert_array_equal(
+                copy[...], np.stack([frame_values(i, (2,), "uint16") for i in range(7)])
+            )
+        assert it.stop_reason == "timeout"
+    assert process.wait() != 0

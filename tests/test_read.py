@@ -241,3 +241,18 @@ def test_reading_a_file_opened_without_swmr_leaves_other_handles_working(tmp_pat
         mine = f["data"]
         frames = [FrameReader(f["data"], 1).read_frame(i)[0] for i in range(6)]
         np.testing.assert_array_equal(mine[...], np.concatenate(frames))
+
+
+def test_read_frames_into_an_array_checks_it(tmp_path):
+    path = tmp_path / "out.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("d", data=np.arange(24, dtype="uint16").reshape(6, 2, 2), chunks=(1, 2, 2))
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        for direct in (True, False):
+            reader = FrameReader(f["d"], 1, use_direct_chunk=direct)
+            out = np.empty((2, 2, 2), "uint16")
+            frames, _ = reader.read_frames(1, 3, out=out)
+            assert frames is out
+            np.testing.assert_array_equal(out, f["d"][1:3])
+            with pytest.raises(ValueError, match=r"need a C-contiguous array of shape \(2, 2, 2\)"):
+                reader.read_frames(1, 3, out=np.empty((2, 2, 2), "float64"))

@@ -89,6 +89,15 @@ def _caller_stacklevel() -> int:
     return level
 
 
+def _thinned(moves: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Half as many (frontier, time) moves: each pair merged into the later frontier with the
+    earlier time, so that :meth:`KeyFollower.completed_at` errs early, never late."""
+    merged = [(moves[k + 1][0], moves[k][1]) for k in range(0, len(moves) - 1, 2)]
+    if len(moves) % 2:
+        merged.append(moves[-1])
+    return merged
+
+
 @dataclass(frozen=True)
 class FollowPolicy:
     """How a :class:`KeyFollower` polls, treats gaps and reacts to writer errors.
@@ -474,7 +483,7 @@ class KeyFollower(ClosingContext):
             self.current_max = end - 1
             logger.debug("frontier %d", self.current_max)
             if len(self._moves) >= 2 * _MOVES_KEPT:
-                del self._moves[:_MOVES_KEPT]
+                self._moves = _thinned(self._moves)
             self._moves.append((self.current_max, self._clock()))
             return True
         return False
@@ -545,15 +554,20 @@ class KeyFollower(ClosingContext):
             timed_out = self.timeout is not None and now - idle_since >= self.timeout
             if self._poll_once(last=timed_out):
                 idle_since = self._clock()
-                continue
-            if self.stop_reason is not None:
+                now = idle_since  # a writer that keeps writing can still miss the deadline
+            elif self.stop_reason is not None:
                 return self.current_max >= target
-            if timed_out:  # that poll was the last key read, and it read the flag too
+            elif timed_out:  # that poll was the last key read, and it read the flag too
                 if self.policy.gaps == "skip":
                     self._advance(final=True)  # giving up on the writer: no gap will close
                 self._stop("timeout")
                 return self.current_max >= target
-            if deadline is not None and now >= deadline:
+            if (
+                deadline is not None
+                and now >= deadline
+                and self.current_max < target
+                and self.stop_reason is None
+            ):
                 raise FollowTimeout(
                     f"frame {target} of {self._keys[0].filename!r} was not complete within "
                     f"the wait deadline (frontier {self.current_max}). Fix: wait longer, or "
@@ -617,8 +631,8 @@ class KeyFollower(ClosingContext):
         """When this follower first saw frame ``index`` complete, on its clock; None if not yet.
 
         The time of the poll that moved the frontier past ``index`` (within ``poll_interval_s``
-        of the writer's key write while waiting). For frames older than the last few thousand
-        moves, the oldest time kept (an earlier time is not known).
+        of the writer's key write while waiting). After many thousand moves, older ones are
+        merged, and the time given for a frame may be earlier than it was, never later.
         """
         if index > self.current_max or not self._moves:
             return None
@@ -741,6 +755,11 @@ class KeyFollower(ClosingContext):
     def regressions(self) -> list[int]:
         """Frame indices whose keys were seen going back to zero, in order."""
         return sorted(self._regressed)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this follower times its waits and :meth:`completed_at` with."""
+        return self._clock
 
     @property
     def total(self) -> int | None:

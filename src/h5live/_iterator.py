@@ -72,6 +72,26 @@ def _last_frame(block: Selection, scan_shape: Sequence[int]) -> int:
     return int(np.ravel_multi_index([s.stop - 1 for s in block], tuple(scan_shape)))
 
 
+def _first_frame(block: Selection, scan_shape: Sequence[int]) -> int:
+    """Flat index of the first frame of a box of the scan."""
+    return int(np.ravel_multi_index([s.start for s in block], tuple(scan_shape)))
+
+
+def _tiles(shape: Sequence[int], step: Sequence[int]) -> list[list[slice]]:
+    """Per axis, the slices that cut ``shape`` into pieces of ``step``."""
+    return [
+        [slice(lo, min(lo + k, n)) for lo in range(0, n, k)]
+        for n, k in zip(shape, step, strict=True)
+    ]
+
+
+def _with_frames(parts: Sequence[Selection], frame_tiles: list[list[slice]]) -> Iterator[Selection]:
+    """Each box of the scan with each tile of the frame axes, in hdmf's order."""
+    for part in parts:
+        for frame_part in itertools.product(*frame_tiles):
+            yield (*part, *frame_part)
+
+
 class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     """A GenericDataChunkIterator that reads a live source, frame-complete and chunk-aligned.
 
@@ -232,6 +252,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             self._start_progress(progress_bar_class, progress_bar_options or {})
         self._frontier_at_refresh = -1
         self._buffer: npt.NDArray[Any] | None = None
+        self._free_refs = 0
         self.frames_done = 0
         self.buffer_selection_generator = self._selections()
 
@@ -420,10 +441,15 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return self._maxshape  # type: ignore[no-any-return]
 
     def recommended_data_shape(self) -> tuple[int, ...]:
-        """The final shape, or while the length is unknown the complete length so far."""
-        if getattr(self, "_live", False):
-            return (self._complete_rows(), *self._maxshape[1:])
-        return self._maxshape  # type: ignore[no-any-return]
+        """The shape to create a destination with: the rows complete now (after one poll), at
+        most the final shape. The destination grows from there as buffers come, so a writer
+        that stops early never leaves rows of fill values (a grid's last row may be partial)."""
+        if not self._parked and self.follower.stop_reason is None:
+            self.follower.poll()
+        rows = self._complete_rows()
+        if self._final is not None:
+            rows = min(rows, self._final[0] if self.scan_rank else 1)
+        return (rows, *self._maxshape[1:])
 
     @property
     def stop_reason(self) -> str | None:
@@ -456,10 +482,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _blocks(self) -> Iterator[Selection]:
         """Buffer boxes over the scan dims, in hdmf's order, lazily along the first axis."""
         buffer = self.buffer_shape[: self.scan_rank]
-        inner = [
-            [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
-            for n, step in zip(self._inner, buffer[1:], strict=True)
-        ]
+        inner = _tiles(self._inner, buffer[1:])
         total = self._final[0] if self._final is not None else None
         for lo in itertools.count(0, buffer[0]):
             if total is not None and lo >= total:
@@ -468,57 +491,55 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             for rest in itertools.product(*inner):
                 yield (slice(lo, hi), *rest)
 
-    def _row_end(self, block: Selection, rows: int) -> int:
-        """Flat index of the last frame of ``block``'s first ``rows`` rows."""
-        start = block[0].start
-        part = (slice(start, start + rows), *block[1:])
-        return _last_frame(part, self._scan_shape(max(start + rows, 1)))
+    def _grid(self, block: Selection) -> tuple[int, ...]:
+        """The scan shape, with enough rows for ``block``."""
+        return self._scan_shape(max(block[0].stop, 1))
 
     def _complete_chunk_rows(self, block: Selection) -> int:
-        """Rows of ``block``, in whole chunk rows from its start, whose frames are complete."""
-        step = self.chunk_shape[0]
-        rows = 0
-        while rows + step < block[0].stop - block[0].start:
-            if self._row_end(block, rows + step) > self.follower.current_max:
-                break
-            rows += step
-        return rows
+        """Rows of ``block`` from its start, in whole chunk rows, whose frames are all complete
+        (less than the whole block)."""
+        start, stop = int(block[0].start), int(block[0].stop)
+        inner = max(int(math.prod(self._inner)), 1)
+        # Row r of the block is complete when its last frame, r * inner + offset, is.
+        offset = _last_frame((slice(0, 1), *block[1:]), self._grid(block))
+        rows = (self.follower.current_max - offset) // inner + 1 - start
+        step = int(self.chunk_shape[0])
+        return max(0, min(rows, stop - start - 1)) // step * step
 
-    def _ready(self, block: Selection) -> tuple[list[Selection], Selection | None]:
-        """Wait for ``block``; return the parts to hand out now and what is left of it.
+    def _ready(self, block: Selection) -> tuple[list[Selection], Selection | None, bool]:
+        """Wait for ``block``; return the parts to hand out now, what is left of it, and
+        whether the follower has stopped (then the parts are the block's complete frames).
 
         Without ``max_latency_s``: the whole block once its last frame is complete. With it:
         also its first whole chunk rows, once its oldest complete frame has waited that long.
-        When the follower stops: the complete part of the block, and nothing left (``None``
-        left and an incomplete part mean the end).
         """
-        scan = self._scan_shape(max(block[0].stop, 1))
-        last = _last_frame(block, scan)
+        last = _last_frame(block, self._grid(block))
         latency = self._options["max_latency_s"]
-        while True:
-            if latency is None:
-                done = self._wait(last)
-            else:
-                done = self._wait_within_latency(block, last, latency)
-            if done is None:  # the oldest complete frame waited long enough
-                rows = self._complete_chunk_rows(block)
-                lo, hi = block[0].start, block[0].stop
-                return [(slice(lo, lo + rows), *block[1:])], (slice(lo + rows, hi), *block[1:])
-            if done:
-                return [block], None
-            return prefix_boxes(block, scan, self.follower.current_max + 1), None
+        done = self._wait(last) if latency is None else self._wait_within_latency(block, last)
+        if done is None:  # the oldest complete frame waited long enough
+            rows = self._complete_chunk_rows(block)
+            lo, hi = block[0].start, block[0].stop
+            return [(slice(lo, lo + rows), *block[1:])], (slice(lo + rows, hi), *block[1:]), False
+        if done:
+            return [block], None, False
+        return self._complete_parts(block), None, True
 
-    def _wait_within_latency(self, block: Selection, last: int, latency: float) -> bool | None:
+    def _complete_parts(self, block: Selection) -> list[Selection]:
+        return prefix_boxes(block, self._grid(block), self.follower.current_max + 1)
+
+    def _wait_within_latency(self, block: Selection, last: int) -> bool | None:
         """Like ``_wait(last)``, but None once whole chunk rows of ``block`` are complete and
-        its oldest complete frame has waited ``latency`` seconds."""
-        scan = self._scan_shape(max(block[0].stop, 1))
-        first = int(np.ravel_multi_index([s.start for s in block], scan))
+        its oldest complete frame has waited ``max_latency_s``."""
+        latency = self._options["max_latency_s"]
+        clock = self.follower.clock
+        first = _first_frame(block, self._grid(block))
+        step = self.chunk_shape[0]
+        first_row = (slice(block[0].start, block[0].start + step), *block[1:])
         while True:
-            started = self._wait(first)  # the oldest frame of the block
-            if not started:
-                return started
+            if not self._wait(first):  # the oldest frame of the block
+                return False
             since = self.follower.completed_at(first)
-            left = (since if since is not None else self._clock()) + latency - self._clock()
+            left = (clock() if since is None else since) + latency - clock()
             if left > 0:
                 done = self._wait(last, left)
                 if done is not None:
@@ -527,27 +548,30 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 return True
             if self._complete_chunk_rows(block):
                 return None
-            done = self._wait(self._row_end(block, self.chunk_shape[0]))  # the first chunk row
+            # waited long enough, but not one whole chunk row yet: wait for the first one
+            done = self._wait(_last_frame(first_row, self._grid(first_row)))
             if done is not True or self.follower.current_max >= last:
                 return done
 
     def _selections(self) -> Iterator[Selection]:
         self._unpark()  # an unpickled iterator opens its file when iteration starts
-        frame_blocks = [
-            [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
-            for n, step in zip(self.frame_shape, self.buffer_shape[self.scan_rank :], strict=True)
-        ]
+        frame_tiles = _tiles(self.frame_shape, self.buffer_shape[self.scan_rank :])
+        stopped = False
         for whole in self._blocks():
-            block: Selection | None = whole
-            while block is not None:
-                parts, block = self._ready(block)
-                for part in parts:
-                    for frame_part in itertools.product(*frame_blocks):
-                        yield (*part, *frame_part)
-                if block is None and self.follower.current_max < _last_frame(
-                    whole, self._scan_shape(max(whole[0].stop, 1))
-                ):
+            if stopped:  # the rest of a row band split along an inner axis may be complete
+                if _first_frame(whole, self._grid(whole)) > self.follower.current_max:
                     return
+                parts = self._complete_parts(whole)
+            else:
+                parts = []
+                block: Selection | None = whole
+                while block is not None and not stopped:
+                    ready, block, stopped = self._ready(block)
+                    parts += ready
+                    if block is not None:  # released early: hand these out now
+                        yield from _with_frames(ready, frame_tiles)
+                        parts = []
+            yield from _with_frames(parts, frame_tiles)
 
     def _get_data(self, selection: Selection) -> npt.NDArray[Any]:
         """Wait until the selection's frames are complete, then read them.
@@ -557,8 +581,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         """
         if not self._parked:
             return self._read_complete(selection)
-        self._unpark()
         try:
+            self._unpark()
             return self._read_complete(selection)
         finally:
             self._park()
@@ -588,18 +612,20 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return read_selection(self.dataset, selection, first, last + 1, out)
 
     def _out(self, selection: Selection) -> npt.NDArray[Any]:
-        """An array for ``selection``'s data: a view of the buffer of the previous call if the
-        consumer has let go of every chunk of it (as HDF5IO does), else of a new buffer.
+        """An array for ``selection``'s data: a view of the buffer if the consumer has let go
+        of every chunk of it (as HDF5IO does), else a new array of the selection's size.
 
         So a writer that consumes chunks as they come reads into one buffer allocated once,
         and a consumer that keeps chunks (``list(iterator)``) gets data that stays as read.
         """
-        buffer = self._buffer
-        # References when free: self._buffer, ``buffer`` and getrefcount's argument; every
-        # view handed out (a DataChunk's data) holds one more.
-        if buffer is None or sys.getrefcount(buffer) > 3:
-            buffer = self._buffer = np.empty(math.prod(self.buffer_shape), dtype=self._dtype_of())
         shape = tuple(s.stop - s.start for s in selection)
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = np.empty(math.prod(self.buffer_shape), dtype=self._dtype_of())
+            # the count with no view handed out, taken as it is checked below
+            self._free_refs = sys.getrefcount(buffer)
+        elif sys.getrefcount(buffer) > self._free_refs:  # a chunk of it is still held
+            return np.empty(shape, dtype=self._dtype_of())
         return buffer[: math.prod(shape)].reshape(shape)
 
     def __next__(self) -> DataChunk:
@@ -609,7 +635,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             self._finish_progress()
             raise
         data = self._get_data(selection)
-        frames = math.prod(s.stop - s.start for s in selection[: self.scan_rank])
+        frames = 0  # frames are counted with their first tile when buffers split the frame
+        if all(s.start == 0 for s in selection[self.scan_rank :]):
+            frames = math.prod(s.stop - s.start for s in selection[: self.scan_rank])
         self.frames_done += frames
         if self.progress_bar is not None:
             self._update_progress(frames, data.nbytes)

@@ -327,10 +327,22 @@ class FrameReader:
             )
         self._prepare(stop - 1, force_refresh)
         slices = self._slices(start, stop)
+        if out is not None:
+            self._check_out(out, tuple(s.stop - s.start for s in slices) + self.frame_shape)
         if self._direct is not None:
             return self._read_direct(self._direct, start, stop, slices, out), slices
         selection = (*slices, Ellipsis)
         return read_selection(self.dataset, selection, start, stop, out), slices
+
+    def _check_out(self, out: npt.NDArray[Any], shape: tuple[int, ...]) -> None:
+        dtype = np.dtype(self.dataset.dtype)
+        if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(
+                f"out has shape {out.shape} and dtype {out.dtype} (C-contiguous: "
+                f"{out.flags.c_contiguous}), but frames of {self.name!r} in {self.filename!r} "
+                f"read here need a C-contiguous array of shape {shape} and dtype {dtype}. Fix: "
+                "pass such an array, or out=None."
+            )
 
     def _read_direct(
         self,
