@@ -495,3 +495,17 @@ def test_a_known_length_writer_that_crashes_leaves_no_rows_of_fill_values(writer
             )
         assert it.stop_reason == "timeout"
     assert process.wait() != 0
+
+
+def test_start_row_resumes_on_a_chunk_boundary(tmp_path):
+    data = complete_file(tmp_path / "s.h5", (23,), (4, 5))
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        shapes = {"chunk_shape": (3, 4, 5), "buffer_shape": (6, 4, 5)}
+        it = LiveDataChunkIterator(f["/entry/data/data"], start_row=9, **shapes)
+        chunks = list(it)
+        assert [c.selection[0] for c in chunks] == [slice(9, 15), slice(15, 21), slice(21, 23)]
+        np.testing.assert_array_equal(np.concatenate([c.data for c in chunks]), data[9:])
+        assert it.frames_done == 14
+        del it  # its follower holds the keys: one handle per dataset
+        with pytest.raises(ValueError, match=r"start_row must be .* a multiple of 3, got 4"):
+            LiveDataChunkIterator(f["/entry/data/data"], start_row=4, **shapes)

@@ -120,6 +120,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         Release complete whole chunk rows (along the first axis) of a buffer once its oldest
         complete frame has waited this long, without waiting for the rest of the buffer
         (``None``: whole buffers only). Selections stay on chunk boundaries.
+    start_row
+        Hand out rows from this one on (along the first axis; a multiple of the chunk rows),
+        e.g. to resume a conversion whose destination already holds the rows before it.
     strict
         Raise ``FollowTimeout`` when the writer goes idle, and errors on key regressions.
     open_timeout_s
@@ -162,6 +165,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         poll_interval_s: float = 0.001,
         final_scan_shape: Sequence[int] | None = None,
         max_latency_s: float | None = None,
+        start_row: int = 0,
         strict: bool = False,
         open_timeout_s: float = 10.0,
         clock: Clock = time.monotonic,
@@ -177,6 +181,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "poll_interval_s": poll_interval_s,
             "final_scan_shape": None if final_scan_shape is None else tuple(final_scan_shape),
             "max_latency_s": max_latency_s,
+            "start_row": start_row,
             "strict": strict,
             "open_timeout_s": open_timeout_s,
         }
@@ -238,6 +243,14 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             )
         except AssertionError as exc:
             raise ValueError(str(exc)) from exc
+        start = self._options["start_row"]
+        if not (isinstance(start, int) and start >= 0 and start % self.chunk_shape[0] == 0):
+            raise ValueError(
+                f"start_row must be a row number >= 0 on a chunk boundary (a multiple of "
+                f"{self.chunk_shape[0]}), got {start!r}. Fix: round it down to a multiple of "
+                "chunk_shape[0]; rewriting whole chunks is harmless."
+            )
+        self._skipped = start * max(int(math.prod(self._inner)), 1)  # frames before start_row
         self._live = self._final is None
         if self._live:
             self.num_buffers = None
@@ -484,7 +497,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         buffer = self.buffer_shape[: self.scan_rank]
         inner = _tiles(self._inner, buffer[1:])
         total = self._final[0] if self._final is not None else None
-        for lo in itertools.count(0, buffer[0]):
+        for lo in itertools.count(self._options["start_row"], buffer[0]):
             if total is not None and lo >= total:
                 return
             hi = lo + buffer[0] if total is None else min(lo + buffer[0], total)
@@ -652,7 +665,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
         options = dict(options)
         options.pop("total", None)
-        total = math.prod(self._final) if self._final is not None else None
+        total = math.prod(self._final) - self._skipped if self._final is not None else None
         self.progress_bar = (bar_class or tqdm)(total=total, unit="frame", **options)
         self._progress_started = time.monotonic()
         self._progress_bytes = 0
@@ -661,7 +674,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         bar: Any = self.progress_bar
         self._progress_bytes += nbytes
         elapsed = max(time.monotonic() - self._progress_started, 1e-9)
-        lag = self.follower.current_max + 1 - self.frames_done
+        lag = self.follower.current_max + 1 - self._skipped - self.frames_done
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{self._progress_bytes / elapsed / 1e6:.1f} MB/s, lag {lag}")
         self._known_total(bar)
@@ -670,7 +683,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _known_total(self, bar: Any) -> None:
         """Give the bar its total once the writer has stopped: the complete frames."""
         if getattr(bar, "total", 0) is None and self.follower.stop_reason is not None:
-            bar.total = self.follower.current_max + 1
+            bar.total = self.follower.current_max + 1 - self._skipped
 
     def _finish_progress(self) -> None:
         bar = getattr(self, "progress_bar", None)  # None also before the bar is made
