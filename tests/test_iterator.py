@@ -507,5 +507,5 @@ def test_start_row_resumes_on_a_chunk_boundary(tmp_path):
         np.testing.assert_array_equal(np.concatenate([c.data for c in chunks]), data[9:])
         assert it.frames_done == 14
         del it  # its follower holds the keys: one handle per dataset
-        with pytest.raises(ValueError, match=r"start_row must be .* a multiple of 3, got 4"):
+        with pytest.raises(ValueError, match=r"start_row must be .* \(a multiple of 3\), got 4"):
             LiveDataChunkIterator(f["/entry/data/data"], start_row=4, **shapes)
