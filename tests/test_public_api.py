@@ -51,6 +51,8 @@ def test_errors_all():
             "KeyDatasetError",
             "KeyRegressionError",
             "KeyRegressionWarning",
+            "OutputError",
+            "OutputExistsError",
             "ScanShapeError",
             "SourceNotReadyError",
         ]

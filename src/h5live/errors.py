@@ -20,6 +20,8 @@ __all__ = [
     "KeyDatasetError",
     "KeyRegressionError",
     "KeyRegressionWarning",
+    "OutputError",
+    "OutputExistsError",
     "ScanShapeError",
     "SourceNotReadyError",
 ]
@@ -93,3 +95,13 @@ class DuplicateHandleError(H5LiveError, RuntimeError):
 
 class FrameReadError(H5LiveError, OSError):
     """Frames that the keys mark complete could not be read (e.g. a filter plugin is missing)."""
+
+
+class OutputExistsError(H5LiveError, FileExistsError):
+    """The destination exists and neither ``resume`` nor ``overwrite`` was asked for, or it
+    cannot be resumed (another source, another layout, or another converter still writes it)."""
+
+
+class OutputError(H5LiveError, OSError):
+    """Writing the destination failed (e.g. the disk is full); the output is left valid and
+    marked ``failed`` with the message, and can be resumed once the cause is fixed."""

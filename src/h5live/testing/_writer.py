@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from h5live._closing import ClosingContext
+from h5live._compression import filter_options
 
 __all__ = ["CRASH_EXIT_CODE", "SimulatedWriter", "WriterConfig", "frame_values"]
 
@@ -192,27 +193,6 @@ def _write_block(dataset: Any, start: Sequence[int], block: npt.NDArray[Any]) ->
     dataset.id.write(h5py.h5s.create_simple(block.shape), file_space, block)
 
 
-def _compression_options(name: str | None) -> dict[str, Any]:
-    if name is None:
-        return {}
-    if name in ("gzip", "lzf"):
-        return {"compression": name}
-    import hdf5plugin
-
-    factories: dict[str, Any] = {
-        "zstd": hdf5plugin.Zstd,
-        "lz4": hdf5plugin.LZ4,
-        "blosc": hdf5plugin.Blosc,
-        "blosc2": hdf5plugin.Blosc2,
-        "bitshuffle": hdf5plugin.Bitshuffle,
-    }
-    if name not in factories:
-        raise ValueError(
-            f"unknown compression {name!r}; use one of gzip, lzf, {', '.join(factories)}"
-        )
-    return dict(factories[name]())
-
-
 class SimulatedWriter(ClosingContext):
     """A SWMR writer of the layout described by a :class:`WriterConfig`.
 
@@ -287,7 +267,7 @@ class SimulatedWriter(ClosingContext):
             maxshape=(*scan_max, *c.frame_shape),
             dtype=c.dtype,
             chunks=data_chunks,
-            **_compression_options(c.compression),
+            **filter_options(c.compression),
         )
         key_options: dict[str, Any] = (
             {}
