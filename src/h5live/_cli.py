@@ -109,6 +109,37 @@ def _cmd_follow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conversion_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``h5live copy`` and ``h5live nwb`` share, as keyword arguments."""
+    return {
+        "key_paths": args.keys,
+        "finished_path": args.finished,
+        "compression": args.compression,
+        "compression_opts": args.compression_opts,
+        "chunk_mb": args.chunk_mb,
+        "chunk_shape": tuple(args.chunk_shape) if args.chunk_shape else None,
+        "buffer_gb": args.buffer_gb,
+        "buffer_shape": tuple(args.buffer_shape) if args.buffer_shape else None,
+        "max_latency_s": args.max_latency,
+        "timeout": args.timeout,
+        "open_timeout_s": args.open_timeout,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "display_progress": not args.no_progress,
+        "progress_bar_options": {"file": sys.stderr, "desc": Path(args.destination).name},
+    }
+
+
+def _cmd_copy(args: argparse.Namespace) -> int:
+    from h5live._copy import copy_live
+
+    result = copy_live(
+        args.source, args.destination, datasets=args.data, **_conversion_options(args)
+    )
+    _print_summary(result.as_dict(), args.json)
+    return 0
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from h5live.testing import SimulatedWriter
 
@@ -216,6 +247,47 @@ def _seconds(text: str) -> float | None:
     return value
 
 
+def _shape(text: str) -> int:
+    return _positive_int(text)
+
+
+def _add_conversion_options(command: argparse.ArgumentParser) -> None:
+    """Source, output, chunk and buffer options (named as in hdmf), for copy and nwb."""
+    command.add_argument(
+        "--keys", type=_paths, help="key dataset paths, comma-separated (default: found)"
+    )
+    command.add_argument("--finished", help="finished dataset path (default: found in the file)")
+    command.add_argument(
+        "--compression", default=None, help="gzip, lzf, zstd, lz4, blosc, blosc2, bitshuffle"
+    )
+    command.add_argument(
+        "--compression-opts", type=int, default=None, help="e.g. the gzip level (0-9)"
+    )
+    chunks = command.add_mutually_exclusive_group()
+    chunks.add_argument("--chunk-mb", type=float, help="chunk size in MB, whole frames")
+    chunks.add_argument("--chunk-shape", type=_shape, nargs="+", help="chunk shape")
+    buffers = command.add_mutually_exclusive_group()
+    buffers.add_argument("--buffer-gb", type=float, help="buffer size in GB, whole chunks")
+    buffers.add_argument("--buffer-shape", type=_shape, nargs="+", help="buffer shape")
+    command.add_argument(
+        "--max-latency",
+        type=_seconds,
+        default=1.0,
+        help="release whole chunks after this many s, or 'none' (default 1)",
+    )
+    command.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="idle timeout in s, or 'none' (default 10)"
+    )
+    command.add_argument(
+        "--open-timeout", type=float, default=10.0, help="wait this long for the file (default 10)"
+    )
+    existing = command.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue an existing output")
+    existing.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    command.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="h5live",
@@ -243,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--gap-timeout", type=float, default=5.0, help="skip gaps open this long")
     follow.add_argument("--json", action="store_true", help="print the summary as JSON")
     follow.set_defaults(run=_cmd_follow)
+
+    copy = sub.add_parser("copy", help="copy a live source into an HDF5 file, as it is written")
+    copy.add_argument("source", help="HDF5 file being written")
+    copy.add_argument("destination", help="the copy (itself followable while it is written)")
+    copy.add_argument(
+        "--data", type=_paths, help="data dataset paths, comma-separated (default: all that grow)"
+    )
+    _add_conversion_options(copy)
+    copy.set_defaults(run=_cmd_copy)
 
     simulate = sub.add_parser("simulate", help="write a simulated detector acquisition")
     simulate.add_argument("destination", help="HDF5 file to write (overwritten)")

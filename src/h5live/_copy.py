@@ -24,8 +24,10 @@ Contract
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
+import resource
 import time
 import warnings
 from collections import deque
@@ -49,6 +51,8 @@ from h5live.errors import H5LiveError, OutputError, OutputExistsError
 
 __all__ = ["CopyResult", "copy_live", "data_datasets"]
 
+logger = logging.getLogger(__name__)
+
 # Chunks smaller than HDF5IO's 32 MiB cache would be copied through it on their way out
 # (measured in benchmarks/RESULTS.md); whole chunks are written once, so no cache is needed.
 OUTPUT_CHUNK_CACHE = 1 << 20
@@ -62,7 +66,7 @@ class CopyResult:
     ----------
     destination
         The output file.
-    frames
+    frames_complete
         Frames complete in it (keys set).
     state
         ``complete``, ``incomplete``, ``interrupted`` or ``failed``.
@@ -75,7 +79,7 @@ class CopyResult:
     """
 
     destination: str
-    frames: int
+    frames_complete: int
     state: str
     stop_reason: str
     resumed_from: int
@@ -151,6 +155,35 @@ class _Coverage:
         self.prefix += int(unset[0]) if unset.size else int(ahead.size)
 
 
+class _Space:
+    """Stops the copy *before* the disk (or the file size limit) runs out.
+
+    HDF5 cannot close a file cleanly once a write has failed for lack of space (measured with
+    HDF5 2.0: the close fails, and freeing its objects then crashes the interpreter), so each
+    chunk is written only if it and a margin for metadata fit.
+    """
+
+    MARGIN = 4 << 20
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        self.limit = math.inf if soft == resource.RLIM_INFINITY else soft
+
+    def check(self, nbytes: int) -> None:
+        need = nbytes + self.MARGIN
+        size = os.path.getsize(self.path)
+        stats = os.statvfs(self.path)
+        free = stats.f_bavail * stats.f_frsize
+        if free < need or size + need > self.limit:
+            room = min(free, self.limit - size)
+            raise OutputError(
+                f"{self.path!r}: no room for the next {nbytes} bytes (and {self.MARGIN} for "
+                f"HDF5's metadata): {room:.0f} bytes left on the disk or under the file size "
+                "limit. The copy stopped before writing them"
+            )
+
+
 # ---------------------------------------------------------------------------- the copy
 
 
@@ -165,15 +198,15 @@ def _open_destination(
         )
     if not (path.exists() and resume):
         return h5py.File(path, "w", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE), None
-    with h5py.File(path, "r", libver="latest", swmr=True) as peek:
-        try:
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as peek:
             output = LiveOutput.attach(peek)
-        except KeyError:
-            raise OutputExistsError(
-                f"destination {os.fspath(path)!r} was not written by h5live (no /entry/h5live "
-                "status), so it cannot be resumed. Fix: overwrite=True, or another path."
-            ) from None
-        pid, where = output.writer_alive(), output.source
+            pid, where = output.writer_alive(), output.source
+    except (KeyError, OSError):
+        raise OutputExistsError(
+            f"destination {os.fspath(path)!r} is not an output of h5live (no /entry/h5live "
+            "status), so it cannot be resumed. Fix: overwrite=True, or another path."
+        ) from None
     if pid is not None:
         raise OutputExistsError(
             f"destination {os.fspath(path)!r} is still being written by process {pid}. Fix: "
@@ -257,6 +290,7 @@ def _write(
     """Round-robin over the iterators, writing each chunk and marking complete frames;
     return the bytes written."""
     inner = output.scan_inner
+    space = _Space(file.filename)
     coverage = [_Coverage(inner, start) for _ in pairs]
     queue: deque[int] = deque(range(len(pairs)))
     written = 0
@@ -268,6 +302,7 @@ def _write(
             chunk = next(iterator)
         except StopIteration:
             continue
+        space.check(chunk.data.nbytes)
         dataset.id.extend(chunk.get_min_bounds())
         dataset[chunk.selection] = chunk.data
         written += chunk.data.nbytes
@@ -342,7 +377,7 @@ def copy_live(
     KeyboardInterrupt
         After marking the output ``interrupted`` (it can be resumed).
     """
-    started = time.monotonic()
+    began = time.monotonic()
     source_path, destination_path = os.fspath(source), Path(destination)
     spec = SourceSpec(
         source_path,
@@ -362,7 +397,9 @@ def copy_live(
                 f"{[k.name for k in follower.key_datasets]}). Fix: pass datasets=[...]."
             )
         file, resumed = _open_destination(destination_path, source_path, resume, overwrite)
-        stack.callback(file.close)
+        started: list[bool] = [resumed is not None]
+        stack.callback(_remove_unstarted, destination_path, started)
+        stack.push(_closer(file))
         options = {
             "chunk_mb": chunk_mb,
             "chunk_shape": chunk_shape,
@@ -378,11 +415,12 @@ def copy_live(
             source_file,
             file,
             resumed,
+            started,
             follower,
             paths,
             options,
             h5dataio_options(compression, compression_opts, shuffle),
-            started,
+            began,
         )
 
 
@@ -390,11 +428,12 @@ def _run(
     source_file: Any,
     file: Any,
     resumed: LiveOutput | None,
+    started: list[bool],
     follower: KeyFollower,
     paths: list[str],
     options: dict[str, Any],
     compression: dict[str, Any],
-    started: float,
+    began: float,
 ) -> CopyResult:
     rank = follower.scan_rank
     sources = [source_file[path] for path in paths]
@@ -415,6 +454,7 @@ def _run(
             source=source_file.filename,
             datasets=paths,
         )
+        started[0] = True
         start = 0
     else:
         output = resumed
@@ -438,8 +478,10 @@ def _run(
     except KeyboardInterrupt:
         _finish(output, "interrupted", "interrupted", "stopped by Ctrl-C; resume to continue")
         raise
-    except OSError as exc:
-        message = f"writing {file.filename!r} failed: {exc}"
+    except (OSError, RuntimeError) as exc:
+        message = (
+            str(exc) if isinstance(exc, OutputError) else f"writing {file.filename!r} failed: {exc}"
+        )
         _finish(output, "failed", "error", message)
         raise OutputError(
             f"{message}. The output is valid and marked failed with {output.frames_complete} "
@@ -458,11 +500,11 @@ def _run(
         iterator.close()
     return CopyResult(
         destination=file.filename,
-        frames=output.frames_complete,
+        frames_complete=output.frames_complete,
         state=state,
         stop_reason=reason,
         resumed_from=start,
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(time.monotonic() - began, 3),
         bytes_written=written,
     )
 
@@ -473,6 +515,32 @@ def _bookkeeping(follower: KeyFollower) -> set[str]:
     if follower.finished_dataset is not None:
         names.add(follower.finished_dataset.name)
     return names
+
+
+def _remove_unstarted(path: Path, started: list[bool]) -> None:
+    """Delete a new output whose setup failed before its status existed: it holds nothing."""
+    if not started[0]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _closer(file: Any) -> Callable[..., bool]:
+    """An exit callback closing the output. A failed close (a full disk) does not hide the
+    error that came first; alone it is an OutputError."""
+
+    def close(exc_type: Any, exc: BaseException | None, traceback: Any) -> bool:
+        try:
+            file.close()
+        except (OSError, RuntimeError, ValueError) as failure:
+            if exc is None:
+                raise OutputError(
+                    f"closing {file.filename!r} failed: {failure}. Fix: free space or fix the "
+                    "cause, then resume=True (--resume): the frames marked complete are kept."
+                ) from failure
+            logger.warning("closing %s after an error also failed: %s", file.filename, failure)
+        return False
+
+    return close
 
 
 def _finish(output: LiveOutput, state: str, reason: str, message: str) -> None:

@@ -84,7 +84,7 @@ class LiveOutput:
             KEY_PATH,
             shape=(rows, *inner),
             maxshape=(final_rows, *inner),
-            chunks=(max(1, 4096 // per_row), *inner),
+            chunks=(max(1, min(4096 // per_row, final_rows or 4096)), *inner),
             dtype="int32",
             fillvalue=0,
         )

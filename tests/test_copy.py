@@ -1,0 +1,258 @@
+"""copy_live and ``h5live copy``: live copies from real writer processes, followable, resumable."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import swmr_tools
+
+from h5live import KeyFollower
+from h5live._copy import copy_live
+from h5live.errors import OutputError, OutputExistsError
+from h5live.testing import frame_values
+
+pytestmark = pytest.mark.live
+
+H5LIVE = [sys.executable, "-m", "h5live"]
+DATA = "/entry/data/data"
+
+
+def expected(n: int, frame: tuple[int, ...], dtype: str = "uint16") -> np.ndarray:
+    return np.stack([frame_values(i, frame, dtype) for i in range(n)])
+
+
+def status(path: Path) -> dict[str, object]:
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        s = f["/entry/h5live"]
+        return {
+            "frames": int(s["frames_complete"][()]),
+            "state": s["state"][()].decode(),
+            "stop_reason": s["stop_reason"][()].decode(),
+            "keys": int(np.count_nonzero(f["/entry/keys/key_0"][...])),
+            "finished": int(f["/entry/finished"][()]),
+            "data": f[DATA].shape[0],
+        }
+
+
+def converter(source: Path, destination: Path, *args: str) -> subprocess.Popen[str]:
+    """``h5live copy`` in another process (so that this one can follow or kill it)."""
+    return subprocess.Popen(
+        [*H5LIVE, "copy", str(source), str(destination), "--no-progress", "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_frames(path: Path, frames: int, timeout_s: float = 60) -> None:
+    """Until the output at ``path`` exists and says ``frames`` frames are complete."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                if status(path)["frames"] >= frames:
+                    return
+            except (OSError, KeyError):
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not reach {frames} frames")
+
+
+@pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
+def test_a_live_stack_is_copied_with_its_timestamps(writer_process, tmp_path, compression):
+    process = writer_process(
+        scan_shape=(400,), frame_shape=(8, 6), frame_rate_hz=2000, timestamps=True, hold_at=0
+    )
+    process.go()
+    result = copy_live(
+        process.path, tmp_path / "copy.h5", compression=compression, chunk_shape=(16, 8, 6)
+    )
+    assert process.wait() == 0
+    assert (result.frames_complete, result.state, result.stop_reason) == (
+        400,
+        "complete",
+        "finished",
+    )
+    with h5py.File(tmp_path / "copy.h5", "r") as f, h5py.File(process.path, "r") as s:
+        np.testing.assert_array_equal(f[DATA][...], expected(400, (8, 6)))
+        np.testing.assert_array_equal(f["/entry/flush_time"][...], s["/entry/flush_time"][...])
+        assert f[DATA].chunks == (16, 8, 6)
+        assert f["/entry/flush_time"].chunks == (16,)  # the same chunk rows
+        plist = f[DATA].id.get_create_plist()
+        filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+        assert filters == {None: [], "gzip": [1], "zstd": [32015]}[compression]
+    assert status(tmp_path / "copy.h5") == {
+        "frames": 400,
+        "state": "complete",
+        "stop_reason": "finished",
+        "keys": 400,
+        "finished": 1,
+        "data": 400,
+    }
+
+
+def test_a_grid_scan_is_copied_in_scan_order(writer_process, tmp_path):
+    process = writer_process(scan_shape=(6, 7), frame_shape=(3,), frame_rate_hz=2000, hold_at=0)
+    process.go()
+    result = copy_live(process.path, tmp_path / "grid.h5", max_latency_s=0.01)
+    assert process.wait() == 0
+    assert result.state == "complete"
+    with h5py.File(tmp_path / "grid.h5", "r") as f:
+        np.testing.assert_array_equal(f[DATA][...], expected(42, (3,)).reshape(6, 7, 3))
+        assert f["/entry/keys/key_0"].shape == (6, 7)
+
+
+def test_without_a_finished_flag_the_copy_ends_incomplete_after_the_timeout(
+    writer_process, tmp_path
+):
+    process = writer_process(scan_shape=(50,), frame_shape=(4,), finished=False, hold_at=0)
+    process.go()
+    result = copy_live(process.path, tmp_path / "copy.h5", timeout=0.5)
+    assert process.wait() == 0
+    assert (result.frames_complete, result.state, result.stop_reason) == (
+        50,
+        "incomplete",
+        "timeout",
+    )
+    assert status(tmp_path / "copy.h5")["finished"] == 0  # no more frames, but not known complete
+
+
+def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_path):
+    process = writer_process(scan_shape=(100,), frame_shape=(4,), crash_after=37, hold_at=0)
+    process.go()
+    result = copy_live(process.path, tmp_path / "copy.h5", timeout=0.5, chunk_shape=(8, 4))
+    assert process.wait() != 0
+    assert (result.frames_complete, result.state) == (37, "incomplete")
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        np.testing.assert_array_equal(f[DATA][...], expected(37, (4,)))  # no fill as data
+
+
+def test_h5live_follows_the_copy_while_it_is_written(writer_process, tmp_path):
+    process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
+    copier = converter(process.path, tmp_path / "copy.h5", "--max-latency", "0.05")
+    process.go()
+    wait_for_frames(tmp_path / "copy.h5", 1)
+    with KeyFollower.from_path(tmp_path / "copy.h5", timeout=10) as follower:
+        assert follower.poll() < 599  # it is mid-copy
+        frames = list(follower)
+        assert follower.stop_reason == "finished"
+        data = follower.key_datasets[0].file[DATA]
+        data.refresh()
+        np.testing.assert_array_equal(data[...], expected(600, (4,)))
+    assert frames == list(range(600))
+    assert copier.wait(timeout=60) == 0, copier.stderr.read()
+    assert process.wait() == 0
+
+
+def test_swmr_tools_follows_the_copy_while_it_is_written(writer_process, tmp_path):
+    process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
+    copier = converter(process.path, tmp_path / "copy.h5", "--max-latency", "0.05")
+    process.go()
+    wait_for_frames(tmp_path / "copy.h5", 1)
+    with h5py.File(tmp_path / "copy.h5", "r", libver="latest", swmr=True) as f:
+        assert f["/entry/h5live/frames_complete"][()] < 600  # it is mid-copy
+        source = swmr_tools.DataSource(
+            [f["/entry/keys/key_0"]],
+            {DATA: f[DATA]},
+            timeout=5,
+            finished_dataset=f["/entry/finished"],
+        )
+        frames = [(item.index, item[DATA].reshape(-1).tolist()) for item in source]
+    assert [i for i, _ in frames] == list(range(600))
+    assert [v for _, v in frames] == expected(600, (4,)).tolist()
+    assert copier.wait(timeout=60) == 0, copier.stderr.read()
+    assert process.wait() == 0
+
+
+def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(writer_process, tmp_path):
+    process = writer_process(scan_shape=(800,), frame_shape=(4,), frame_rate_hz=800, hold_at=0)
+    copy = tmp_path / "copy.h5"
+    copier = converter(process.path, copy, "--max-latency", "0.02", "--chunk-shape", "8", "4")
+    process.go()
+    wait_for_frames(copy, 100)
+    copier.send_signal(signal.SIGKILL)
+    copier.wait()
+    killed_at = status(copy)["frames"]
+    assert 100 <= killed_at < 800
+    result = copy_live(process.path, copy, resume=True)
+    assert process.wait() == 0
+    assert result.resumed_from == killed_at // 8 * 8  # from the last whole chunk row
+    assert (result.frames_complete, result.state) == (800, "complete")
+    with h5py.File(copy, "r") as f:
+        np.testing.assert_array_equal(f[DATA][...], expected(800, (4,)))
+        assert int(np.count_nonzero(f["/entry/keys/key_0"][...])) == 800
+
+
+def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(writer_process, tmp_path):
+    process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=600, hold_at=0)
+    copy = tmp_path / "copy.h5"
+    copier = converter(process.path, copy, "--max-latency", "0.02")
+    process.go()
+    wait_for_frames(copy, 50)
+    copier.send_signal(signal.SIGINT)
+    assert copier.wait(timeout=30) == 130
+    interrupted = status(copy)
+    assert (interrupted["state"], interrupted["finished"]) == ("interrupted", 0)
+    assert interrupted["keys"] == interrupted["frames"] < 600
+    resumed = converter(process.path, copy, "--resume")
+    assert resumed.wait(timeout=60) == 0, resumed.stderr.read()
+    assert process.wait() == 0
+    assert status(copy)["state"] == "complete"
+    with h5py.File(copy, "r") as f:
+        np.testing.assert_array_equal(f[DATA][...], expected(600, (4,)))
+
+
+def test_an_existing_destination_is_refused_without_resume_or_overwrite(simulated_writer, tmp_path):
+    writer = simulated_writer(scan_shape=(10,), frame_shape=(2,))
+    writer.run()
+    writer.close()
+    (tmp_path / "copy.h5").write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match=r"exists\. Fix: pass resume=True"):
+        copy_live(writer.path, tmp_path / "copy.h5")
+    assert (tmp_path / "copy.h5").read_bytes() == b"precious"
+    with pytest.raises(OutputExistsError, match="is not an output of h5live"):
+        copy_live(writer.path, tmp_path / "copy.h5", resume=True)
+    result = copy_live(writer.path, tmp_path / "copy.h5", overwrite=True)
+    assert result.state == "complete"
+    other = simulated_writer("other.h5", scan_shape=(10,), frame_shape=(2,))
+    other.run()
+    other.close()
+    with pytest.raises(OutputExistsError, match=r"is a copy of .*scan\.h5"):
+        copy_live(other.path, tmp_path / "copy.h5", resume=True)
+
+
+def test_a_full_disk_fails_clearly_and_leaves_a_valid_output(simulated_writer, tmp_path):
+    writer = simulated_writer(scan_shape=(800,), frame_shape=(64, 64))  # 6.6 MB of frames
+    writer.run()
+    writer.close()
+    command = [*H5LIVE, "copy", str(writer.path), str(tmp_path / "copy.h5"), "--no-progress"]
+    command += ["--chunk-shape", "4", "64", "64", "--buffer-shape", "8", "64", "64"]
+    limited = (  # a disk that fills up after 5 MB: writes then fail with EFBIG, as when full
+        "import resource, signal, subprocess, sys; "
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (5_000_000, 5_000_000)); "
+        f"sys.exit(subprocess.call({command!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", limited], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1  # one clear line
+    assert "failed" in done.stderr
+    assert "resume" in done.stderr
+    left = status(tmp_path / "copy.h5")
+    assert left["state"] == "failed"
+    assert left["keys"] == left["frames"] > 0
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        n = left["frames"]
+        np.testing.assert_array_equal(f[DATA][:n], expected(n, (64, 64)))
+    result = copy_live(writer.path, tmp_path / "copy.h5", resume=True)  # space is back
+    assert (result.frames_complete, result.state) == (800, "complete")
+    assert isinstance(OutputError("x"), OSError)
