@@ -88,7 +88,8 @@ class LiveOutput:
             dtype="int32",
             fillvalue=0,
         )
-        finished = file.create_dataset(FINISHED_PATH, data=np.int32(0))
+        # one element, as swmr_tools reads it (``finished[0]``), storage allocated now
+        finished = file.create_dataset(FINISHED_PATH, data=np.zeros(1, np.int32))
         status = file.require_group(STATUS_PATH)
         status.create_dataset("frames_complete", data=np.int64(0))
         for name, size in _TEXT.items():
@@ -173,7 +174,7 @@ class LiveOutput:
         for name in _TEXT:
             self.status[name].flush()
         if state == "complete":
-            self.finished[()] = np.int32(1)
+            self.finished[0] = 1
             self.finished.flush()
         self.file.flush()
 
@@ -182,7 +183,7 @@ class LiveOutput:
         self.status["state"][()] = _text(state, _TEXT["state"])
         self.status["stop_reason"][()] = _text("", _TEXT["stop_reason"])
         self.status["message"][()] = _text("", _TEXT["message"])
-        self.finished[()] = np.int32(0)
+        self.finished[0] = 0
         self.file.flush()
 
 
