@@ -237,7 +237,7 @@ def test_an_existing_destination_is_refused_without_resume_or_overwrite(simulate
     other = simulated_writer("other.h5", scan_shape=(10,), frame_shape=(2,))
     other.run()
     other.close()
-    with pytest.raises(OutputExistsError, match=r"is a copy of .*scan\.h5"):
+    with pytest.raises(OutputExistsError, match=r"was converted from .*scan\.h5"):
         copy_live(other.path, tmp_path / "copy.h5", resume=True)
 
 

@@ -474,6 +474,13 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return (rows, *self._maxshape[1:])
 
     @property
+    def final_rows(self) -> int | None:
+        """The length of the first axis when it is known, else None."""
+        if self._final is None:
+            return None
+        return self._final[0] if self.scan_rank else 1
+
+    @property
     def stop_reason(self) -> str | None:
         """Why the source will give no more frames (the follower's), or None."""
         return self.follower.stop_reason

@@ -21,21 +21,50 @@ from __future__ import annotations
 import math
 import os
 import socket
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from h5live._keys import flat_boxes
 
-__all__ = ["FINISHED_PATH", "KEY_PATH", "STATUS_PATH", "LiveOutput", "OutputState"]
-
-KEY_PATH = "/entry/keys/key_0"
-FINISHED_PATH = "/entry/finished"
-STATUS_PATH = "/entry/h5live"
+__all__ = ["HDF5_LAYOUT", "NWB_LAYOUT", "LiveOutput", "OutputLayout", "OutputState"]
 
 OutputState = str  # "writing" | "complete" | "incomplete" | "interrupted" | "failed"
 _TEXT = {"state": 16, "stop_reason": 16, "message": 400}
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where an output keeps its keys, finished flag and status.
+
+    ``status`` is a prefix: ``status + "frames_complete"`` and so on. ``scratch``: each is an
+    NWB ``ScratchData`` (typed, with notes), so that NWB files stay valid.
+    """
+
+    keys: str
+    finished: str
+    status: str
+    scratch: bool = False
+
+
+#: h5live's layout, which KeyFollower.from_path finds.
+HDF5_LAYOUT = OutputLayout("/entry/keys/key_0", "/entry/finished", "/entry/h5live/")
+#: In NWB files, in ``/scratch`` as ScratchData.
+NWB_LAYOUT = OutputLayout(
+    "/scratch/h5live_keys", "/scratch/h5live_finished", "/scratch/h5live_", True
+)
+
+_NOTES = {
+    "keys": "h5live: 1 where the frame is written and flushed in every live dataset, else 0",
+    "finished": "h5live: 1 once the conversion is complete (the source finished, all copied)",
+    "frames_complete": "h5live: frames complete (written to every live dataset), from the first",
+    "state": "h5live: writing, complete, incomplete, interrupted or failed",
+    "stop_reason": "h5live: why the source stopped (finished, complete, timeout) or interrupted",
+    "message": "h5live: what went wrong, and the fix",
+}
 
 
 def _text(value: str, size: int) -> Any:
@@ -50,67 +79,85 @@ class LiveOutput:
     ----------
     file
         The destination, open for writing (``libver="latest"``).
-    keys, finished, status
-        Its key dataset, finished dataset and status group.
+    layout
+        Where the bookkeeping is (:data:`HDF5_LAYOUT` or :data:`NWB_LAYOUT`).
     """
 
-    def __init__(self, file: Any, keys: Any, finished: Any, status: Any) -> None:
+    def __init__(self, file: Any, layout: OutputLayout) -> None:
         self.file = file
-        self.keys = keys
-        self.finished = finished
-        self.status = status
-        self.scan_inner = tuple(int(n) for n in keys.shape[1:])
-        self.frames_complete = int(status["frames_complete"][()])
+        self.layout = layout
+        self.keys = file[layout.keys]
+        self.finished = file[layout.finished]
+        self.status = {name: file[layout.status + name] for name in ("frames_complete", *_TEXT)}
+        self.scan_inner = tuple(int(n) for n in self.keys.shape[1:])
+        self.frames_complete = int(self.status["frames_complete"][()])
 
     @classmethod
     def create(
         cls,
         file: Any,
+        layout: OutputLayout,
         scan_shape: Sequence[int],
         final_rows: int | None,
         *,
         source: str,
         datasets: Sequence[str],
+        source_datasets: Sequence[str] | None = None,
     ) -> LiveOutput:
         """Create the keys, flag and status in ``file`` (before it enters SWMR mode).
 
         ``scan_shape``: the scan's shape now (its first axis may grow); ``final_rows``: the
-        length of the first axis when known.
+        length of the first axis when known. ``source``, ``datasets`` (the live datasets'
+        paths) and ``source_datasets`` (theirs in the source, if not the same) are kept as
+        attributes of the keys, to resume.
         """
         inner = tuple(int(n) for n in scan_shape[1:])
         rows = final_rows if final_rows is not None else 0
         per_row = max(math.prod(inner), 1)
-        keys = file.create_dataset(
-            KEY_PATH,
-            shape=(rows, *inner),
-            maxshape=(final_rows, *inner),
-            chunks=(max(1, min(4096 // per_row, final_rows or 4096)), *inner),
-            dtype="int32",
-            fillvalue=0,
-        )
-        # one element, as swmr_tools reads it (``finished[0]``), storage allocated now
-        finished = file.create_dataset(FINISHED_PATH, data=np.zeros(1, np.int32))
-        status = file.require_group(STATUS_PATH)
-        status.create_dataset("frames_complete", data=np.int64(0))
+        made = {
+            "keys": file.create_dataset(
+                layout.keys,
+                shape=(rows, *inner),
+                maxshape=(final_rows, *inner),
+                chunks=(max(1, min(4096 // per_row, final_rows or 4096)), *inner),
+                dtype="int32",
+                fillvalue=0,
+            ),
+            # one element, as swmr_tools reads it (``finished[0]``), storage allocated now
+            "finished": file.create_dataset(layout.finished, data=np.zeros(1, np.int32)),
+            "frames_complete": file.create_dataset(
+                layout.status + "frames_complete", data=np.int64(0)
+            ),
+        }
         for name, size in _TEXT.items():
-            status.create_dataset(name, data=_text("writing" if name == "state" else "", size))
-        status.attrs["source"] = source
-        status.attrs["datasets"] = list(datasets)
-        output = cls(file, keys, finished, status)
+            made[name] = file.create_dataset(
+                layout.status + name, data=_text("writing" if name == "state" else "", size)
+            )
+        if layout.scratch:
+            for name, dataset in made.items():
+                dataset.attrs.update(
+                    neurodata_type="ScratchData",
+                    namespace="core",
+                    object_id=str(uuid.uuid4()),
+                    notes=_NOTES[name],
+                )
+        made["keys"].attrs["h5live_source"] = source
+        made["keys"].attrs["h5live_datasets"] = list(datasets)
+        made["keys"].attrs["h5live_source_datasets"] = list(source_datasets or datasets)
+        output = cls(file, layout)
         output.claim()
         return output
 
     @classmethod
-    def attach(cls, file: Any) -> LiveOutput:
+    def attach(cls, file: Any, layout: OutputLayout) -> LiveOutput:
         """The bookkeeping of an existing h5live output (to resume it).
 
         Raises
         ------
         KeyError
-            ``file`` was not written by h5live (no status group).
+            ``file`` was not written by h5live.
         """
-        status = file[STATUS_PATH]
-        return cls(file, file[KEY_PATH], file[FINISHED_PATH], status)
+        return cls(file, layout)
 
     # ------------------------------------------------------------------ facts
 
@@ -120,16 +167,22 @@ class LiveOutput:
 
     @property
     def source(self) -> str:
-        return str(self.status.attrs["source"])
+        return str(self.keys.attrs["h5live_source"])
 
     @property
     def datasets(self) -> list[str]:
-        return [str(name) for name in self.status.attrs["datasets"]]
+        """The live datasets' paths in the output."""
+        return [str(name) for name in self.keys.attrs["h5live_datasets"]]
+
+    @property
+    def source_datasets(self) -> list[str]:
+        """Their paths in the source, in the same order."""
+        return [str(name) for name in self.keys.attrs["h5live_source_datasets"]]
 
     def writer_alive(self) -> int | None:
         """The pid of another converter still writing this output on this host, or None."""
-        pid = int(self.status.attrs.get("writer_pid", 0))
-        host = str(self.status.attrs.get("writer_host", ""))
+        pid = int(self.keys.attrs.get("h5live_writer_pid", 0))
+        host = str(self.keys.attrs.get("h5live_writer_host", ""))
         if not pid or pid == os.getpid() or host != socket.gethostname():
             return None
         try:
@@ -142,8 +195,8 @@ class LiveOutput:
 
     def claim(self) -> None:
         """Record this process as the output's writer (before SWMR mode)."""
-        self.status.attrs["writer_pid"] = os.getpid()
-        self.status.attrs["writer_host"] = socket.gethostname()
+        self.keys.attrs["h5live_writer_pid"] = os.getpid()
+        self.keys.attrs["h5live_writer_host"] = socket.gethostname()
 
     # ------------------------------------------------------------------ progress
 

@@ -1,0 +1,439 @@
+"""What every live conversion shares: source, destination, live iterators, progress, ending.
+
+Contract
+--------
+- :class:`Conversion` opens the source (one :class:`~h5live.KeyFollower` shared by every live
+  dataset) and the destination: new, replaced (``overwrite``) or resumed (``resume``: only an
+  output of h5live from the same source, no other converter alive, writer flags of a killed
+  one cleared). An existing destination is refused otherwise; a new one whose setup fails
+  before its bookkeeping exists is removed.
+- Live iterators of one conversion share the follower and the chunk and buffer rows, so that
+  every live dataset advances together; a resumed conversion starts at the last chunk row all
+  of them hold completely (rows written twice hold the same data).
+- Frames are marked complete (:class:`~h5live._output.LiveOutput`) only once every live dataset
+  holds them. Before each chunk is written, :class:`_Space` checks the disk and the file size
+  limit: HDF5 cannot close a file after a write failed for lack of space.
+- :meth:`Conversion.guarded` records how a run ended in the output (``interrupted`` on Ctrl-C,
+  ``failed`` with the message on errors, raising :class:`~h5live.errors.OutputError` for write
+  failures); :meth:`Conversion.end` records a normal end (``complete`` when the source finished
+  and every frame was written, else ``incomplete``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import resource
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from h5live._follow import FollowPolicy, KeyFollower
+from h5live._iterator import LiveDataChunkIterator
+from h5live._output import LiveOutput, OutputLayout, frames_keyed
+from h5live._recover import clear_writer_flags
+from h5live._source import SourceSpec
+from h5live.errors import OutputError, OutputExistsError
+
+__all__ = ["OUTPUT_CHUNK_CACHE", "Conversion", "ConversionResult", "LiveOptions"]
+
+logger = logging.getLogger(__name__)
+
+# Chunks smaller than HDF5IO's 32 MiB cache would be copied through it on their way out
+# (measured in benchmarks/RESULTS.md); whole chunks are written once, so no cache is needed.
+OUTPUT_CHUNK_CACHE = 1 << 20
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """How a live conversion ended.
+
+    Attributes
+    ----------
+    destination
+        The output file.
+    frames_complete
+        Frames complete in it (keys set).
+    state
+        ``complete``, ``incomplete``, ``interrupted`` or ``failed``.
+    stop_reason
+        The source follower's (``finished``, ``complete``, ``timeout``).
+    resumed_from
+        The first frame this run wrote (0 unless resumed).
+    seconds, bytes_written
+        Duration of this run and the data bytes it wrote.
+    """
+
+    destination: str
+    frames_complete: int
+    state: str
+    stop_reason: str
+    resumed_from: int
+    seconds: float
+    bytes_written: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """The iterator options of a conversion (as in hdmf), plus latency and progress."""
+
+    chunk_mb: float | None = None
+    chunk_shape: tuple[int, ...] | None = None
+    buffer_gb: float | None = None
+    buffer_shape: tuple[int, ...] | None = None
+    max_latency_s: float | None = 1.0
+    display_progress: bool = False
+    progress_bar_class: Callable[..., Any] | None = None
+    progress_bar_options: dict[str, Any] | None = None
+
+
+class _Coverage:
+    """Which frames of one live dataset are written; the complete prefix."""
+
+    def __init__(self, inner: tuple[int, ...], rank: int, start: int) -> None:
+        self.inner = inner
+        self.rank = rank
+        self.per_row = max(math.prod(inner), 1)
+        self.done = np.zeros(0, dtype=bool)
+        self.prefix = start
+
+    def add(self, selection: tuple[slice, ...]) -> None:
+        box = selection[: self.rank]
+        rows = box[0].stop
+        if self.done.size < rows * self.per_row:
+            grown = np.zeros(max(rows * self.per_row, 2 * self.done.size), dtype=bool)
+            grown[: self.done.size] = self.done
+            self.done = grown
+        self.done[: rows * self.per_row].reshape(rows, *self.inner)[box] = True
+        ahead = self.done[self.prefix :]
+        unset = np.flatnonzero(~ahead)
+        self.prefix += int(unset[0]) if unset.size else int(ahead.size)
+
+
+class _Space:
+    """Stops a conversion *before* the disk (or the file size limit) runs out.
+
+    HDF5 cannot close a file cleanly once a write has failed for lack of space (measured with
+    HDF5 2.0: the close fails, and freeing its objects then crashes the interpreter), so each
+    chunk is written only if it and a margin for metadata fit.
+    """
+
+    MARGIN = 4 << 20
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        self.limit = math.inf if soft == resource.RLIM_INFINITY else soft
+
+    def check(self, nbytes: int) -> None:
+        need = nbytes + self.MARGIN
+        size = os.path.getsize(self.path)
+        stats = os.statvfs(self.path)
+        free = stats.f_bavail * stats.f_frsize
+        if free < need or size + need > self.limit:
+            room = min(free, self.limit - size)
+            raise OutputError(
+                f"{self.path!r}: no room for the next {nbytes} bytes (and {self.MARGIN} for "
+                f"HDF5's metadata): {room:.0f} bytes left on the disk or under the file size "
+                "limit. The conversion stopped before writing them"
+            )
+
+
+class Conversion:
+    """One live conversion: its source, follower, destination and bookkeeping.
+
+    Use as a context manager; it closes both files (a failed close does not hide an earlier
+    error) and removes a new destination whose setup failed.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        destination: str | os.PathLike[str],
+        layout: OutputLayout,
+        *,
+        key_paths: Sequence[str] | None,
+        finished_path: str | None,
+        timeout: float | None,
+        poll_interval_s: float,
+        open_timeout_s: float,
+        resume: bool,
+        overwrite: bool,
+    ) -> None:
+        self.began = time.monotonic()
+        self.layout = layout
+        self.source_path = os.fspath(source)
+        self.destination = Path(destination)
+        self._stack = contextlib.ExitStack()
+        spec = SourceSpec(
+            self.source_path,
+            None if key_paths is None else tuple(key_paths),
+            finished_path,
+            open_timeout_s,
+        )
+        self.source_file, found = spec.open_resolved()
+        self._stack.callback(self.source_file.close)
+        policy = FollowPolicy(poll_interval_s=poll_interval_s)
+        self.follower = KeyFollower(found.keys, timeout, found.finished, policy=policy)
+        self.resume, self.overwrite = resume, overwrite
+        self.file: Any = None
+        self.output: LiveOutput | None = None
+        self.iterators: list[LiveDataChunkIterator] = []
+        self.start = 0
+        self.written = 0
+
+    # ------------------------------------------------------------------ files
+
+    def __enter__(self) -> Conversion:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+    def open_destination(self, *, file_opener: Callable[[Path], Any] | None = None) -> bool:
+        """Open the destination for writing; True if an output is resumed.
+
+        ``file_opener``: how to create a new one (default: an h5py file with a small chunk
+        cache, ``libver="latest"`` as SWMR needs).
+        """
+        path = self.destination
+        if path.exists() and not (self.resume or self.overwrite):
+            raise OutputExistsError(
+                f"destination {os.fspath(path)!r} exists. Fix: pass resume=True (--resume) to "
+                "continue it, overwrite=True (--overwrite) to replace it, or another path."
+            )
+        if not (path.exists() and self.resume):
+            opener = file_opener or (
+                lambda p: h5py.File(p, "w", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)
+            )
+            self.file = opener(path)
+            self._stack.callback(self._remove_unstarted)
+            self._stack.push(self._closer)
+            return False
+        self._check_resumable()
+        clear_writer_flags(path)  # a converter killed while writing left them set
+        self.file = h5py.File(path, "a", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)
+        self._stack.push(self._closer)
+        self.output = LiveOutput.attach(self.file, self.layout)
+        return True
+
+    def _check_resumable(self) -> None:
+        path = os.fspath(self.destination)
+        try:
+            with h5py.File(path, "r", libver="latest", swmr=True) as peek:
+                output = LiveOutput.attach(peek, self.layout)
+                pid, where = output.writer_alive(), output.source
+        except (KeyError, OSError):
+            raise OutputExistsError(
+                f"destination {path!r} is not an output of h5live (no {self.layout.keys} with "
+                "its progress), so it cannot be resumed. Fix: overwrite=True, or another path."
+            ) from None
+        if pid is not None:
+            raise OutputExistsError(
+                f"destination {path!r} is still being written by process {pid}. Fix: wait for "
+                "it or stop it, then resume."
+            )
+        if os.path.realpath(where) != os.path.realpath(self.source_path):
+            raise OutputExistsError(
+                f"destination {path!r} was converted from {where!r}, not from "
+                f"{self.source_path!r}, so it cannot be resumed from it. Fix: pass that "
+                "source, or overwrite=True."
+            )
+
+    def _remove_unstarted(self) -> None:
+        """Delete a new output whose setup failed before its bookkeeping existed."""
+        if self.output is None:
+            with contextlib.suppress(OSError):
+                self.destination.unlink()
+
+    def _closer(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> bool:
+        try:
+            self.file.close()
+        except (OSError, RuntimeError, ValueError) as failure:
+            if exc is None:
+                raise OutputError(
+                    f"closing {os.fspath(self.destination)!r} failed: {failure}. Fix: free "
+                    "space or fix the cause, then resume=True (--resume): the frames marked "
+                    "complete are kept."
+                ) from failure
+            logger.warning("closing %s after an error also failed: %s", self.destination, failure)
+        return False
+
+    # ------------------------------------------------------------------ iterators
+
+    def live_iterators(
+        self,
+        sources: Sequence[Any],
+        options: LiveOptions,
+        chunk_rows: Sequence[int] | None = None,
+        start_row: int = 0,
+    ) -> list[LiveDataChunkIterator]:
+        """One iterator per live dataset, sharing the follower and the first's chunk and
+        buffer rows (``chunk_rows``: a resumed destination's, per dataset)."""
+        rank = self.follower.scan_rank
+        inner = tuple(self.follower.key_datasets[0].shape[1:rank])
+        iterators: list[LiveDataChunkIterator] = []
+        for k, dataset in enumerate(sources):
+            frame = tuple(dataset.shape[rank:])
+            shapes: dict[str, Any]
+            if k == 0 and chunk_rows is None:
+                shapes = {
+                    "chunk_mb": options.chunk_mb,
+                    "chunk_shape": options.chunk_shape,
+                    "buffer_gb": options.buffer_gb,
+                    "buffer_shape": options.buffer_shape,
+                }
+            else:
+                rows = chunk_rows[k] if chunk_rows is not None else iterators[0].chunk_shape[0]
+                shapes = {"chunk_shape": (rows, *inner, *frame)}
+                if iterators:
+                    shapes["buffer_shape"] = (iterators[0].buffer_shape[0], *inner, *frame)
+                elif options.buffer_shape is not None:
+                    shapes["buffer_shape"] = (options.buffer_shape[0], *inner, *frame)
+                else:
+                    shapes["buffer_gb"] = options.buffer_gb
+            progress = options.display_progress and k == 0
+            iterators.append(
+                LiveDataChunkIterator(
+                    dataset,
+                    follower=self.follower,
+                    start_row=start_row,
+                    max_latency_s=options.max_latency_s,
+                    display_progress=progress,
+                    progress_bar_class=options.progress_bar_class if progress else None,
+                    progress_bar_options=options.progress_bar_options if progress else None,
+                    **shapes,
+                )
+            )
+        self.iterators = iterators
+        return iterators
+
+    def create_output(
+        self, paths: Sequence[str], source_paths: Sequence[str] | None = None
+    ) -> LiveOutput:
+        """The new destination's bookkeeping, shaped by the first live iterator."""
+        primary = self.iterators[0]
+        rank = self.follower.scan_rank
+        self.output = LiveOutput.create(
+            self.file,
+            self.layout,
+            primary.recommended_data_shape()[:rank],
+            primary.final_rows,
+            source=self.source_file.filename,
+            datasets=paths,
+            source_datasets=source_paths,
+        )
+        return self.output
+
+    def resume_iterators(self, options: LiveOptions) -> list[tuple[Any, LiveDataChunkIterator]]:
+        """(destination dataset, iterator) pairs that continue a resumed output."""
+        output = self._live_output()
+        targets = [self.file[path] for path in output.datasets]
+        rows = [int(t.chunks[0]) for t in targets]
+        per_row = max(math.prod(output.scan_inner), 1)
+        complete = min(output.frames_complete, frames_keyed(output.keys))
+        step = math.lcm(*rows)
+        start_row = complete // per_row // step * step
+        self.start = start_row * per_row
+        sources = [self.source_file[path] for path in output.source_datasets]
+        iterators = self.live_iterators(sources, options, rows, start_row)
+        output.frames_complete = self.start
+        output.claim()
+        output.reopen()
+        return list(zip(targets, iterators, strict=True))
+
+    def _live_output(self) -> LiveOutput:
+        if self.output is None:
+            raise RuntimeError("the destination's bookkeeping is not there yet")
+        return self.output
+
+    # ------------------------------------------------------------------ writing
+
+    def progress(self) -> tuple[list[_Coverage], _Space]:
+        """A coverage per live iterator and the space check, for code that writes chunks."""
+        output = self._live_output()
+        rank = self.follower.scan_rank
+        coverage = [_Coverage(output.scan_inner, rank, self.start) for _ in self.iterators]
+        return coverage, _Space(self.file.filename)
+
+    def write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> None:
+        """Round-robin over the iterators as hdmf's queue does, writing each chunk and marking
+        the frames every dataset holds."""
+        output = self._live_output()
+        coverage, space = self.progress()
+        datasets = [dataset for dataset, _ in pairs]
+        queue: deque[int] = deque(range(len(pairs)))
+        while queue:
+            k = queue.popleft()
+            dataset, iterator = pairs[k]
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                continue
+            space.check(chunk.data.nbytes)
+            dataset.id.extend(chunk.get_min_bounds())
+            dataset[chunk.selection] = chunk.data
+            self.written += chunk.data.nbytes
+            coverage[k].add(chunk.selection)
+            output.mark(min(c.prefix for c in coverage), datasets)
+            queue.append(k)
+
+    @contextlib.contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Record in the output how the run inside ended, if it did not end normally."""
+        output = self._live_output()
+        try:
+            yield
+        except KeyboardInterrupt:
+            self._finish("interrupted", "interrupted", "stopped by Ctrl-C; resume to continue")
+            raise
+        except (OSError, RuntimeError) as exc:
+            message = f"writing {self.file.filename!r} failed: {exc}"
+            if isinstance(exc, OutputError):  # stopped before the space ran out
+                message = str(exc)
+            self._finish("failed", "error", message)
+            raise OutputError(
+                f"{message}. The output is valid and marked failed with "
+                f"{output.frames_complete} complete frames. Fix: free space or fix the cause, "
+                "then resume=True (--resume)."
+            ) from exc
+        except BaseException as exc:
+            self._finish("failed", "error", f"{type(exc).__name__}: {exc}")
+            raise
+
+    def end(self) -> ConversionResult:
+        """Record a normal end; the result."""
+        output = self._live_output()
+        reason = self.follower.stop_reason or "finished"
+        done = reason in ("finished", "complete") and output.frames_complete == (
+            self.follower.current_max + 1
+        )
+        state = "complete" if done else "incomplete"
+        self._finish(state, reason, "" if done else f"the source stopped: {reason}")
+        for iterator in self.iterators:
+            iterator.close()
+        return ConversionResult(
+            destination=self.file.filename,
+            frames_complete=output.frames_complete,
+            state=state,
+            stop_reason=reason,
+            resumed_from=self.start,
+            seconds=round(time.monotonic() - self.began, 3),
+            bytes_written=self.written,
+        )
+
+    def _finish(self, state: str, reason: str, message: str) -> None:
+        """Record the end, even when the disk is full (the status has its space already)."""
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            self._live_output().finish(state, reason, message)
