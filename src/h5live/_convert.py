@@ -391,8 +391,8 @@ class Conversion:
 
     @contextlib.contextmanager
     def guarded(self) -> Iterator[None]:
-        """Record in the output how the run inside ended, if it did not end normally."""
-        output = self._live_output()
+        """Record in the output how the run inside ended, if it did not end normally (and
+        if the output's bookkeeping exists by then)."""
         try:
             yield
         except KeyboardInterrupt:
@@ -403,10 +403,10 @@ class Conversion:
             if isinstance(exc, OutputError):  # stopped before the space ran out
                 message = str(exc)
             self._finish("failed", "error", message)
+            frames = self.output.frames_complete if self.output is not None else 0
             raise OutputError(
-                f"{message}. The output is valid and marked failed with "
-                f"{output.frames_complete} complete frames. Fix: free space or fix the cause, "
-                "then resume=True (--resume)."
+                f"{message}. The output is valid and marked failed with {frames} complete "
+                "frames. Fix: free space or fix the cause, then resume=True (--resume)."
             ) from exc
         except BaseException as exc:
             self._finish("failed", "error", f"{type(exc).__name__}: {exc}")
@@ -435,5 +435,6 @@ class Conversion:
 
     def _finish(self, state: str, reason: str, message: str) -> None:
         """Record the end, even when the disk is full (the status has its space already)."""
-        with contextlib.suppress(OSError, RuntimeError, ValueError):
-            self._live_output().finish(state, reason, message)
+        if self.output is not None:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                self.output.finish(state, reason, message)

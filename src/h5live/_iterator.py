@@ -272,6 +272,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._frontier_at_refresh = -1
         self._buffer: npt.NDArray[Any] | None = None
         self._free_refs = 0
+        # Called with each chunk before it is handed out, when this iterator's previous chunk
+        # has been written by a synchronous consumer (HDF5IO): h5live's conversions set it.
+        self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk], None] | None = None
         self.frames_done = 0
         self.buffer_selection_generator = self._selections()
 
@@ -670,7 +673,10 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self.frames_done += frames
         if self.progress_bar is not None:
             self._update_progress(frames, data.nbytes)
-        return DataChunk(data=data, selection=selection)
+        chunk = DataChunk(data=data, selection=selection)
+        if self._on_chunk is not None:
+            self._on_chunk(self, chunk)
+        return chunk
 
     # ------------------------------------------------------------------ progress
 

@@ -200,12 +200,14 @@ class LiveOutput:
 
     # ------------------------------------------------------------------ progress
 
-    def mark(self, frames: int, data: Sequence[Any]) -> None:
-        """Frames ``0 .. frames - 1`` of every dataset in ``data`` are written: flush them,
-        then set their keys, then the count."""
+    def mark(self, frames: int, data: Sequence[Any] | None) -> None:
+        """Frames ``0 .. frames - 1`` of every dataset in ``data`` are written: flush them
+        (``None``: the whole file), then set their keys, then the count."""
         if frames <= self.frames_complete:
             return
-        for dataset in data:
+        if data is None:
+            self.file.flush()
+        for dataset in data or ():
             dataset.flush()
         per_row = max(math.prod(self.scan_inner), 1)
         rows = -(-frames // per_row)

@@ -1,0 +1,419 @@
+"""to_nwb: a live acquisition converted into an NWB file while it is written.
+
+Contract
+--------
+- The frames (a stack: the scan's first axis is time) become an ``ImageSeries`` or
+  ``TwoPhotonSeries`` (2-D frames), a ``TimeSeries`` or ``ElectricalSeries`` (1-D frames:
+  channels; scalars: a ``TimeSeries``). ``series_type="auto"`` picks ImageSeries or TimeSeries.
+  Timing is a ``rate`` or a timestamp dataset of the source (found: a float dataset growing with
+  the scan, e.g. ``/entry/flush_time``), in seconds after ``timestamps_reference_time``
+  (default: the Unix epoch, as flush times are).
+- Session metadata (description, start time, identifier, subject, experimenter, ...; the series'
+  name, unit and description; the imaging plane, device or electrodes) come from a mapping or a
+  YAML/JSON file, with defaults that keep the file valid (a subject is always written).
+- Frames and timestamps go through ``H5DataIO(LiveDataChunkIterator(...))`` in one
+  ``NWBHDF5IO.write(..., exhaust_dci=False)``. When HDF5IO has created every object and asks
+  for the first chunk, the NWB specification is cached, h5live's bookkeeping is added as
+  ``ScratchData`` (:data:`~h5live._output.NWB_LAYOUT`) and the file enters SWMR mode, so that
+  pynwb can read it while it is written. A frame is marked complete once HDF5IO has written
+  it to every live dataset (it asks an iterator for its next chunk only after writing the last).
+- Ending, interrupts, errors and ``resume`` are those of every conversion
+  (:mod:`h5live._convert`); a resumed NWB file is continued with h5py, dataset by dataset.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from h5live._compression import Compression, h5dataio_options
+from h5live._convert import OUTPUT_CHUNK_CACHE, Conversion, ConversionResult, LiveOptions
+from h5live._copy import data_datasets
+from h5live._iterator import LiveDataChunkIterator
+from h5live._output import NWB_LAYOUT
+
+__all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
+
+SERIES_TYPES = ("auto", "ImageSeries", "TwoPhotonSeries", "TimeSeries", "ElectricalSeries")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def load_metadata(metadata: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Session metadata from a mapping, or a YAML (``.yaml``/``.yml``) or JSON file.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read or is not a mapping.
+    """
+    if metadata is None:
+        return {}
+    if isinstance(metadata, Mapping):
+        return dict(metadata)
+    path = Path(metadata)
+    try:
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            loaded = yaml.safe_load(text)
+        else:
+            loaded = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"cannot read the metadata file {os.fspath(path)!r}: {exc}. Fix: pass a YAML "
+            "(.yaml) or JSON file holding a mapping, e.g. session_description: ..."
+        ) from exc
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"the metadata file {os.fspath(path)!r} holds a {type(loaded).__name__}, not a "
+            "mapping. Fix: write keys and values, e.g. session_description: ..."
+        )
+    return loaded
+
+
+def _start_time(value: Any) -> datetime.datetime:
+    if value is None:
+        return datetime.datetime.now(datetime.timezone.utc)
+    when = value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+def _nwbfile(meta: Mapping[str, Any], timestamps: bool) -> Any:
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    session = {
+        key: meta[key]
+        for key in (
+            "experimenter",
+            "lab",
+            "institution",
+            "experiment_description",
+            "session_id",
+            "keywords",
+            "notes",
+        )
+        if key in meta
+    }
+    nwbfile = NWBFile(
+        session_description=meta.get("session_description", "a live acquisition, by h5live"),
+        identifier=str(meta.get("identifier", uuid.uuid4())),
+        session_start_time=_start_time(meta.get("session_start_time")),
+        timestamps_reference_time=(
+            _start_time(meta["timestamps_reference_time"])
+            if "timestamps_reference_time" in meta
+            else (_EPOCH if timestamps else None)
+        ),
+        **session,
+    )
+    subject = dict(meta.get("subject") or {})
+    subject.setdefault("subject_id", "unknown")
+    nwbfile.subject = Subject(**subject)
+    return nwbfile
+
+
+def _series(
+    nwbfile: Any,
+    kind: str,
+    frames: Any,
+    times: Any,
+    rate: float | None,
+    meta: Mapping[str, Any],
+    frame_shape: tuple[int, ...],
+) -> Any:
+    """The series holding the frames, with what its type needs (plane, electrodes)."""
+    from pynwb import TimeSeries
+    from pynwb.ecephys import ElectricalSeries
+    from pynwb.image import ImageSeries
+    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
+
+    if kind == "auto":
+        kind = "ImageSeries" if len(frame_shape) >= 2 else "TimeSeries"
+    wanted = {"ImageSeries": 2, "TwoPhotonSeries": 2, "ElectricalSeries": 1}
+    if kind in wanted and len(frame_shape) not in (wanted[kind], wanted[kind] + 1):
+        raise ValueError(
+            f"a {kind} needs frames of {wanted[kind]} dims, but the source's have shape "
+            f"{frame_shape}. Fix: series_type='TimeSeries', or the right data_path."
+        )
+    spec = dict(meta.get("series") or {})
+    name = spec.pop("name", "detector" if kind != "ElectricalSeries" else "ElectricalSeries")
+    timing = {"timestamps": times} if times is not None else {"rate": float(rate or 0.0)}
+    common = {"name": name, "data": frames, **timing}
+    description = spec.pop("description", "frames of a live acquisition, converted by h5live")
+    if kind == "ElectricalSeries":
+        device = nwbfile.create_device(**{"name": "probe", **dict(meta.get("device") or {})})
+        layout = dict(meta.get("electrodes") or {})
+        group = nwbfile.create_electrode_group(
+            name=layout.get("group_name", "electrodes"),
+            description=layout.get("description", "the source's channels"),
+            location=layout.get("location", "unknown"),
+            device=device,
+        )
+        for _ in range(frame_shape[0]):
+            nwbfile.add_electrode(group=group, location=layout.get("location", "unknown"))
+        region = nwbfile.create_electrode_table_region(
+            region=list(range(frame_shape[0])), description="every channel of the source"
+        )
+        series = ElectricalSeries(electrodes=region, description=description, **common, **spec)
+    elif kind == "TwoPhotonSeries":
+        device = nwbfile.create_device(**{"name": "microscope", **dict(meta.get("device") or {})})
+        plane = dict(meta.get("imaging_plane") or {})
+        channel = OpticalChannel(
+            name="channel",
+            description="the detector",
+            emission_lambda=plane.pop("emission_lambda", float("nan")),
+        )
+        imaging_plane = nwbfile.create_imaging_plane(
+            name=plane.pop("name", "imaging_plane"),
+            optical_channel=channel,
+            description=plane.pop("description", "the imaging plane"),
+            device=device,
+            excitation_lambda=plane.pop("excitation_lambda", float("nan")),
+            indicator=plane.pop("indicator", "unknown"),
+            location=plane.pop("location", "unknown"),
+            imaging_rate=plane.pop("imaging_rate", float(rate) if rate else float("nan")),
+            **plane,
+        )
+        unit = spec.pop("unit", "n.a.")
+        series = TwoPhotonSeries(
+            imaging_plane=imaging_plane, unit=unit, description=description, **common, **spec
+        )
+    elif kind == "ImageSeries":
+        unit = spec.pop("unit", "counts")
+        series = ImageSeries(unit=unit, description=description, **common, **spec)
+    elif kind == "TimeSeries":
+        unit = spec.pop("unit", "counts")
+        series = TimeSeries(unit=unit, description=description, **common, **spec)
+    else:
+        raise ValueError(
+            f"series_type {kind!r} is not one of {', '.join(SERIES_TYPES)}. Fix: pass one of them."
+        )
+    nwbfile.add_acquisition(series)
+    return series
+
+
+class _Writing:
+    """HDF5IO's chunk requests, seen by the live iterators: when the write can go live (the
+    first request: every object exists), and which frames every live dataset holds."""
+
+    def __init__(
+        self,
+        conversion: Conversion,
+        io: Any,
+        paths: Sequence[str],
+        source_paths: Sequence[str],
+    ) -> None:
+        self.conversion = conversion
+        self.io = io
+        self.paths = list(paths)
+        self.source_paths = list(source_paths)
+        self.pending: dict[int, tuple[slice, ...]] = {}
+        self.coverage: list[Any] = []
+        self.space: Any = None
+
+    def start(self) -> None:
+        if self.space is not None:
+            return
+        self.io._HDF5IO__cache_spec()  # now: no new object may be made once SWMR is on
+        self.conversion.create_output(self.paths, self.source_paths)
+        self.conversion.file.swmr_mode = True
+        self.coverage, self.space = self.conversion.progress()
+
+    def __call__(self, iterator: LiveDataChunkIterator, chunk: Any) -> None:
+        self.start()
+        k = self.conversion.iterators.index(iterator)
+        if k in self.pending:  # HDF5IO wrote it before asking for this one
+            self.coverage[k].add(self.pending.pop(k))
+            self._mark()
+        self.space.check(chunk.data.nbytes)
+        self.pending[k] = chunk.selection
+        self.conversion.written += chunk.data.nbytes
+
+    def done(self) -> None:
+        """HDF5IO has written every chunk it was given."""
+        self.start()
+        for k, selection in self.pending.items():
+            self.coverage[k].add(selection)
+        self.pending.clear()
+        self._mark()
+
+    def _mark(self) -> None:
+        output = self.conversion.output
+        if output is not None:
+            output.mark(min(c.prefix for c in self.coverage), None)
+
+
+def _timestamps_path(conversion: Conversion, frames_path: str) -> str | None:
+    """A float dataset of one value per frame that grows with the scan (e.g. flush times)."""
+    for path in data_datasets(conversion.source_file, conversion.follower):
+        dataset = conversion.source_file[path]
+        if path != frames_path and dataset.ndim == 1 and dataset.dtype.kind == "f":
+            return path
+    return None
+
+
+def to_nwb(
+    source: str | os.PathLike[str],
+    nwbfile_path: str | os.PathLike[str],
+    *,
+    data_path: str | None = None,
+    series_type: str = "auto",
+    rate: float | None = None,
+    timestamps_path: str | None = None,
+    metadata: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    key_paths: Sequence[str] | None = None,
+    finished_path: str | None = None,
+    compression: Compression = None,
+    compression_opts: Any = None,
+    chunk_mb: float | None = None,
+    chunk_shape: tuple[int, ...] | None = None,
+    buffer_gb: float | None = None,
+    buffer_shape: tuple[int, ...] | None = None,
+    max_latency_s: float | None = 1.0,
+    timeout: float | None = 10.0,
+    poll_interval_s: float = 0.001,
+    open_timeout_s: float = 10.0,
+    resume: bool = False,
+    overwrite: bool = False,
+    display_progress: bool = False,
+    progress_bar_class: Callable[..., Any] | None = None,
+    progress_bar_options: dict[str, Any] | None = None,
+) -> ConversionResult:
+    """Convert a live acquisition into an NWB file, incrementally.
+
+    Parameters
+    ----------
+    source, nwbfile_path
+        The file being written, and the NWB file.
+    data_path
+        The frames (default: the dataset with the largest frames that grows with the scan).
+    series_type
+        ``"auto"``, ``"ImageSeries"``, ``"TwoPhotonSeries"``, ``"TimeSeries"`` or
+        ``"ElectricalSeries"``.
+    rate, timestamps_path
+        Timing: frames per second, or a timestamp dataset of the source (default: found).
+    metadata
+        A mapping or a YAML/JSON file: NWBFile fields (``session_description``,
+        ``session_start_time``, ``identifier``, ``experimenter``, ...), ``subject``,
+        ``series`` (``name``, ``unit``, ``description``, ...), ``device``,
+        ``imaging_plane``, ``electrodes``.
+    key_paths, finished_path, compression, compression_opts, chunk_mb, chunk_shape, buffer_gb,
+    buffer_shape, max_latency_s, timeout, poll_interval_s, open_timeout_s, resume, overwrite,
+    display_progress, progress_bar_class, progress_bar_options
+        As for :func:`h5live.copy_live`.
+
+    Returns
+    -------
+    ConversionResult
+
+    Raises
+    ------
+    ValueError
+        A grid scan (NWB series are time series), frames that do not suit the series type, no
+        timing, or unreadable metadata.
+    OutputExistsError, OutputError, KeyboardInterrupt
+        As for :func:`h5live.copy_live`.
+    """
+    from pynwb import NWBHDF5IO
+
+    meta = load_metadata(metadata)
+    options = LiveOptions(
+        chunk_mb,
+        chunk_shape,
+        buffer_gb,
+        buffer_shape,
+        max_latency_s,
+        display_progress,
+        progress_bar_class,
+        progress_bar_options,
+    )
+    with Conversion(
+        source,
+        nwbfile_path,
+        NWB_LAYOUT,
+        key_paths=key_paths,
+        finished_path=finished_path,
+        timeout=timeout,
+        poll_interval_s=poll_interval_s,
+        open_timeout_s=open_timeout_s,
+        resume=resume,
+        overwrite=overwrite,
+    ) as conversion:
+        if conversion.follower.scan_rank != 1:
+            raise ValueError(
+                f"{conversion.source_path!r} is a grid scan (scan rank "
+                f"{conversion.follower.scan_rank}); NWB series have one time axis. Fix: "
+                "convert it with copy_live (h5live copy), or write it as a stack."
+            )
+        frames_path = data_path or _largest(conversion)
+        times_path = timestamps_path
+        if rate is None and times_path is None:
+            times_path = _timestamps_path(conversion, frames_path)
+            if times_path is None:
+                raise ValueError(
+                    f"{conversion.source_path!r} has no timestamp dataset growing with its "
+                    "scan. Fix: pass rate= (--rate) or timestamps_path= (--timestamps)."
+                )
+        live = [frames_path] + ([times_path] if times_path else [])
+        if conversion.open_destination(file_opener=_new_nwb_file):
+            pairs = conversion.resume_iterators(options)
+            conversion.file.swmr_mode = True
+            with conversion.guarded():
+                conversion.write(pairs)
+            return conversion.end()
+        sources = [conversion.source_file[path] for path in live]
+        iterators = conversion.live_iterators(sources, options)
+        settings = h5dataio_options(compression, compression_opts)
+        from hdmf.backends.hdf5.h5_utils import H5DataIO
+
+        with warnings.catch_warnings():  # plugin filters are what the caller asked for
+            warnings.filterwarnings("ignore", "[0-9]+ compression may not be available")
+            frames = H5DataIO(iterators[0], **settings)
+        times = H5DataIO(iterators[1]) if times_path else None
+        nwbfile = _nwbfile(meta, times is not None)
+        series = _series(
+            nwbfile,
+            series_type,
+            frames,
+            times,
+            rate,
+            meta,
+            tuple(sources[0].shape[1:]),
+        )
+        paths = [f"/acquisition/{series.name}/data"]
+        if times is not None:
+            paths.append(f"/acquisition/{series.name}/timestamps")
+        with NWBHDF5IO(file=conversion.file, mode="w") as io:
+            writing = _Writing(conversion, io, paths, live)
+            for iterator in iterators:
+                iterator._on_chunk = writing
+            with conversion.guarded():
+                io.write(nwbfile, exhaust_dci=False)
+                writing.done()
+            return conversion.end()
+
+
+def _largest(conversion: Conversion) -> str:
+    """The live dataset with the largest frames: the detector's."""
+    paths = data_datasets(conversion.source_file, conversion.follower)
+    if not paths:
+        raise ValueError(
+            f"no dataset of {conversion.source_path!r} grows with its scan. Fix: pass "
+            "data_path= (--data)."
+        )
+    sizes = {p: int(np.prod(conversion.source_file[p].shape[1:])) for p in paths}
+    return max(paths, key=lambda p: (sizes[p], p == "/entry/data/data"))
+
+
+def _new_nwb_file(path: Path) -> Any:
+    return h5py.File(path, "w", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)
