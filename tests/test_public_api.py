@@ -15,6 +15,7 @@ def test_h5live_all():
         [
             "KNOWN_LAYOUTS",
             "ChunkSource",
+            "ConversionResult",
             "DataSource",
             "FollowPolicy",
             "FrameReader",
@@ -27,8 +28,10 @@ def test_h5live_all():
             "StopReason",
             "__version__",
             "chunk_utils",
+            "copy_live",
             "errors",
             "open_source",
+            "to_nwb",
             "utils",
         ]
     )

@@ -9,9 +9,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from h5live import chunk_utils, errors, utils
 from h5live._chunks import ChunkSource
+from h5live._convert import ConversionResult
+from h5live._copy import copy_live
 from h5live._datasource import DataSource
 from h5live._follow import FollowPolicy, KeyFollower, StopReason
 from h5live._iterator import LiveDataChunkIterator
+from h5live._nwb import to_nwb
 from h5live._read import FrameReader, SliceDict
 from h5live._rows import RowKeyFollower
 from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
@@ -24,6 +27,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "KNOWN_LAYOUTS",
     "ChunkSource",
+    "ConversionResult",
     "DataSource",
     "FollowPolicy",
     "FrameReader",
@@ -36,7 +40,9 @@ __all__ = [
     "StopReason",
     "__version__",
     "chunk_utils",
+    "copy_live",
     "errors",
     "open_source",
+    "to_nwb",
     "utils",
 ]

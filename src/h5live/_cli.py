@@ -131,10 +131,27 @@ def _conversion_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    from h5live._copy import copy_live
+    from h5live import copy_live
 
     result = copy_live(
         args.source, args.destination, datasets=args.data, **_conversion_options(args)
+    )
+    _print_summary(result.as_dict(), args.json)
+    return 0
+
+
+def _cmd_nwb(args: argparse.Namespace) -> int:
+    from h5live import to_nwb
+
+    result = to_nwb(
+        args.source,
+        args.destination,
+        data_path=args.data,
+        series_type=args.series,
+        rate=args.rate,
+        timestamps_path=args.timestamps,
+        metadata=args.metadata,
+        **_conversion_options(args),
     )
     _print_summary(result.as_dict(), args.json)
     return 0
@@ -324,6 +341,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_conversion_options(copy)
     copy.set_defaults(run=_cmd_copy)
+
+    nwb = sub.add_parser("nwb", help="convert a live source into an NWB file, as it is written")
+    nwb.add_argument("source", help="HDF5 file being written")
+    nwb.add_argument("destination", help="the NWB file (readable with pynwb while written)")
+    nwb.add_argument("--data", help="the frames' dataset (default: the largest that grows)")
+    nwb.add_argument(
+        "--series",
+        choices=("auto", "ImageSeries", "TwoPhotonSeries", "TimeSeries", "ElectricalSeries"),
+        default="auto",
+        help="NWB series type (default: ImageSeries for images, else TimeSeries)",
+    )
+    timing = nwb.add_mutually_exclusive_group()
+    timing.add_argument("--rate", type=float, help="frames per second")
+    timing.add_argument("--timestamps", help="timestamp dataset (default: found in the source)")
+    nwb.add_argument("--metadata", help="YAML or JSON file of session metadata")
+    _add_conversion_options(nwb)
+    nwb.set_defaults(run=_cmd_nwb)
 
     simulate = sub.add_parser("simulate", help="write a simulated detector acquisition")
     simulate.add_argument("destination", help="HDF5 file to write (overwritten)")
