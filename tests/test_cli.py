@@ -15,15 +15,17 @@ from h5live.errors import SourceNotReadyError
 pytestmark = pytest.mark.live
 
 
-def test_demo_follows_a_live_acquisition_to_a_summary(tmp_path, capsys):
-    code = main(["demo", "--frames", "400", "--rate", "4000", "--dir", str(tmp_path), "--json"])
+def test_demo_converts_a_live_acquisition_to_nwb_and_verifies_it(tmp_path, capsys):
+    code = main(["demo", "--frames", "400", "--rate", "2000", "--dir", str(tmp_path), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert summary["frames"] == 400
-    assert summary["stop_reason"] == "finished"
+    assert (summary["frames_complete"], summary["state"]) == (400, "complete")
+    assert summary["nwb_equals_source"] is True
     assert summary["latency_p50_ms"] > 0
     assert summary["latency_p99_ms"] >= summary["latency_p50_ms"]
-    assert (tmp_path / "acquisition.h5").exists()
+    assert (tmp_path / "acquisition.nwb").exists()
+    assert summary["plot"] == str(tmp_path / "acquisition_latency.png")
+    assert (tmp_path / "acquisition_latency.png").stat().st_size > 0
 
 
 def test_simulate_then_follow(tmp_path, capsys):

@@ -11,13 +11,10 @@ import json
 import logging
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from h5live import __version__
 from h5live._follow import FollowPolicy, KeyFollower
@@ -71,8 +68,11 @@ _LABELS = {
     "elapsed_s": "elapsed (s)",
     "frames_per_s": "frames/s",
     "mb_per_s": "MB/s",
-    "latency_p50_ms": "latency p50, flush to follower (ms)",
-    "latency_p99_ms": "latency p99, flush to follower (ms)",
+    "latency_p50_ms": "latency p50, writer flush to NWB (ms)",
+    "latency_p99_ms": "latency p99, writer flush to NWB (ms)",
+    "frames_complete": "frames complete",
+    "nwb_file": "NWB file",
+    "nwb_equals_source": "NWB data equal the source",
     "writer_frames_per_s": "writer frames/s",
     "rate_hz": "frames/s",
     "cpu_s": "CPU (s)",
@@ -130,14 +130,27 @@ def _conversion_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _report(result: Any, as_json: bool) -> int:
+    """Print a conversion's summary; say so on stderr when the output is not complete."""
+    _print_summary(result.as_dict(), as_json)
+    if result.state != "complete":
+        print(
+            f"h5live: warning: {result.destination} is {result.state}: the source stopped "
+            f"({result.stop_reason}) after {result.frames_complete} complete frames without "
+            "setting its finished flag (a crashed or stalled writer, or no flag). Fix: check "
+            "the writer; if it goes on, run again with --resume.",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_copy(args: argparse.Namespace) -> int:
     from h5live import copy_live
 
     result = copy_live(
         args.source, args.destination, datasets=args.data, **_conversion_options(args)
     )
-    _print_summary(result.as_dict(), args.json)
-    return 0
+    return _report(result, args.json)
 
 
 def _cmd_nwb(args: argparse.Namespace) -> int:
@@ -153,8 +166,7 @@ def _cmd_nwb(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         **_conversion_options(args),
     )
-    _print_summary(result.as_dict(), args.json)
-    return 0
+    return _report(result, args.json)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -178,60 +190,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from h5live.testing import WriterProcess
+    from h5live._demo import run_demo
 
-    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="h5live-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "acquisition.h5"
-    print(
-        f"Simulated detector: {args.frames} frames of 128x128 uint16 at {args.rate:g} frames/s "
-        f"into {path}\nFollowing it live from this process...",
-        file=sys.stderr,
-    )
-    yielded = np.full(args.frames, np.nan)
-
-    def stamp(start: int, stop: int) -> None:
-        yielded[start:stop] = time.time()
-
-    with WriterProcess(
-        path,
-        scan_shape=(args.frames,),
-        frame_shape=(128, 128),
-        frame_rate_hz=args.rate,
-        n_keys=2,
-        key_order="random",
-        timestamps=True,
-        hold_at=0,
-    ) as writer:
-        writer.start()
-        with KeyFollower.from_path(path, timeout=args.timeout) as follower:
-            writer.go()
-            summary = follow_with_progress(
-                follower, total=args.frames, description="following", on_range=stamp
-            )
-            flushed = follower.key_datasets[0].file["/entry/flush_time"]
-            flushed.refresh()
-            latency_ms = (yielded - flushed[...]) * 1e3
-        writer.wait()
-    latency_ms = latency_ms[np.isfinite(latency_ms)]
-    mb = summary["frames"] * 128 * 128 * 2 / 1e6
-    result = {
-        "source": str(path),
-        **summary,
-        "mb_per_s": round(mb / summary["elapsed_s"], 1) if summary["elapsed_s"] else None,
-        "latency_p50_ms": round(float(np.percentile(latency_ms, 50)), 2)
-        if latency_ms.size
-        else None,
-        "latency_p99_ms": round(float(np.percentile(latency_ms, 99)), 2)
-        if latency_ms.size
-        else None,
-        "writer_frames_per_s": round(writer.summary["rate_hz"], 1) if writer.summary else None,
-    }
-    _print_summary(result, args.json)
-    if summary["frames"] != args.frames or summary["stop_reason"] != "finished":
+    summary, ok = run_demo(args.frames, args.rate, args.timeout, args.dir)
+    _print_summary(summary, args.json)
+    if not ok:
         print(
-            f"h5live: error: the demo followed {summary['frames']} of {args.frames} frames "
-            f"(stop reason {summary['stop_reason']!r}). Fix: rerun with --debug to see why.",
+            f"h5live: error: the demo converted {summary['frames_complete']} of {args.frames} "
+            f"frames (state {summary['state']!r}, equal to the source: "
+            f"{summary['nwb_equals_source']}). Fix: rerun with --debug to see why.",
             file=sys.stderr,
         )
         return 1
@@ -373,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
     simulate.set_defaults(run=_cmd_simulate)
 
-    demo = sub.add_parser("demo", help="follow a simulated acquisition live, with a summary")
+    demo = sub.add_parser(
+        "demo", help="convert a simulated acquisition live to NWB, with a summary and a plot"
+    )
     demo.add_argument("--frames", type=_positive_int, default=4000, help="default 4000")
     demo.add_argument("--rate", type=float, default=1000.0, help="frames/s (default 1000)")
     demo.add_argument("--timeout", type=_seconds, default=10.0, help="idle timeout in s")

@@ -40,7 +40,7 @@ from h5live._follow import FollowPolicy, KeyFollower
 from h5live._iterator import LiveDataChunkIterator
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags
-from h5live._source import SourceSpec
+from h5live._source import SourceSpec, get_dataset
 from h5live.errors import OutputError, OutputExistsError
 
 __all__ = ["OUTPUT_CHUNK_CACHE", "Conversion", "ConversionResult", "LiveOptions"]
@@ -217,7 +217,18 @@ class Conversion:
             opener = file_opener or (
                 lambda p: h5py.File(p, "w", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)
             )
-            self.file = opener(path)
+            if not path.parent.is_dir():
+                raise OutputError(
+                    f"cannot create {os.fspath(path)!r}: the folder {os.fspath(path.parent)!r} "
+                    "does not exist. Fix: create it, or pass another destination."
+                )
+            try:
+                self.file = opener(path)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot create {os.fspath(path)!r}: {exc}. Fix: check that the folder is "
+                    "writable and has space, or pass another destination."
+                ) from exc
             self._stack.callback(self._remove_unstarted)
             self._stack.push(self._closer)
             return False
@@ -237,7 +248,8 @@ class Conversion:
         except (KeyError, OSError):
             raise OutputExistsError(
                 f"destination {path!r} is not an output of h5live (no {self.layout.keys} with "
-                "its progress), so it cannot be resumed. Fix: overwrite=True, or another path."
+                "its progress), so it cannot be resumed. Fix: overwrite=True (--overwrite), "
+                "or another path."
             ) from None
         if pid is not None:
             raise OutputExistsError(
@@ -248,7 +260,7 @@ class Conversion:
             raise OutputExistsError(
                 f"destination {path!r} was converted from {where!r}, not from "
                 f"{self.source_path!r}, so it cannot be resumed from it. Fix: pass that "
-                "source, or overwrite=True."
+                "source, or overwrite=True (--overwrite)."
             )
 
     def _remove_unstarted(self) -> None:
@@ -269,6 +281,40 @@ class Conversion:
                 ) from failure
             logger.warning("closing %s after an error also failed: %s", self.destination, failure)
         return False
+
+    def live_datasets(self, paths: Sequence[str]) -> list[Any]:
+        """The source's datasets at ``paths``, checked before the destination is touched.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            Nothing at a path, or a group.
+        ValueError
+            A path is the source's keys or finished flag, or its leading dims are not the scan.
+        """
+        rank = self.follower.scan_rank
+        bookkeeping = {k.name for k in self.follower.key_datasets}
+        if self.follower.finished_dataset is not None:
+            bookkeeping.add(self.follower.finished_dataset.name)
+        inner = tuple(self.follower.key_datasets[0].shape[1:rank])
+        found = []
+        for path in paths:
+            name = "/" + path.lstrip("/")
+            if name in bookkeeping:
+                raise ValueError(
+                    f"{name!r} in {self.source_path!r} is the source's key or finished dataset, "
+                    "not data. Fix: pass the frames' dataset (--data), e.g. '/entry/data/data'."
+                )
+            dataset = get_dataset(self.source_file, name, "data")
+            if len(dataset.shape) < rank or tuple(dataset.shape[1:rank]) != inner:
+                raise ValueError(
+                    f"data dataset {name!r} in {self.source_path!r} has shape {dataset.shape}, "
+                    f"which does not start with the scan's inner dims {inner} (keys "
+                    f"{self.follower.key_datasets[0].name!r}). Fix: pass a dataset that grows "
+                    "with the scan (--data)."
+                )
+            found.append(dataset)
+        return found
 
     # ------------------------------------------------------------------ iterators
 
@@ -336,9 +382,19 @@ class Conversion:
         )
         return self.output
 
-    def resume_iterators(self, options: LiveOptions) -> list[tuple[Any, LiveDataChunkIterator]]:
-        """(destination dataset, iterator) pairs that continue a resumed output."""
+    def resume_iterators(
+        self, options: LiveOptions, sources: Sequence[Any]
+    ) -> list[tuple[Any, LiveDataChunkIterator]]:
+        """(destination dataset, iterator) pairs that continue a resumed output from the
+        source datasets ``sources`` (the ones it was converted from, in the same order)."""
         output = self._live_output()
+        given = [dataset.name for dataset in sources]
+        if given != output.source_datasets:
+            raise OutputExistsError(
+                f"destination {os.fspath(self.destination)!r} was converted from the datasets "
+                f"{output.source_datasets} of the source, not {given}. Fix: resume with the "
+                "same data datasets (--data), or overwrite=True (--overwrite)."
+            )
         targets = [self.file[path] for path in output.datasets]
         rows = [int(t.chunks[0]) for t in targets]
         per_row = max(math.prod(output.scan_inner), 1)
@@ -346,7 +402,6 @@ class Conversion:
         step = math.lcm(*rows)
         start_row = complete // per_row // step * step
         self.start = start_row * per_row
-        sources = [self.source_file[path] for path in output.source_datasets]
         iterators = self.live_iterators(sources, options, rows, start_row)
         output.frames_complete = self.start
         output.claim()

@@ -189,12 +189,13 @@ def copy_live(
             raise H5LiveError(
                 f"no dataset of {conversion.source_path!r} grows with its scan (keys "
                 f"{[k.name for k in follower.key_datasets]}). Fix: pass datasets=[...] "
-                "(--data)."
+                "(--data) naming the data."
             )
+        sources = conversion.live_datasets(paths)  # before the destination is touched
+        paths = [dataset.name for dataset in sources]
         if conversion.open_destination():
-            pairs = conversion.resume_iterators(options)
+            pairs = conversion.resume_iterators(options, sources)
         else:
-            sources = [source_file[path] for path in paths]
             iterators = conversion.live_iterators(sources, options)
             skip = {*paths, *_bookkeeping(follower), HDF5_LAYOUT.status, HDF5_LAYOUT.keys}
             _copy_static(source_file, conversion.file, skip)

@@ -272,9 +272,10 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._frontier_at_refresh = -1
         self._buffer: npt.NDArray[Any] | None = None
         self._free_refs = 0
-        # Called with each chunk before it is handed out, when this iterator's previous chunk
-        # has been written by a synchronous consumer (HDF5IO): h5live's conversions set it.
-        self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk], None] | None = None
+        # h5live's conversions watch a synchronous consumer (HDF5IO) with it: called with None
+        # when the next chunk is asked for (the previous one is written by then, and before
+        # any waiting), and with the chunk before it is handed out.
+        self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk | None], None] | None = None
         self.frames_done = 0
         self.buffer_selection_generator = self._selections()
 
@@ -661,6 +662,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return buffer[: math.prod(shape)].reshape(shape)
 
     def __next__(self) -> DataChunk:
+        if self._on_chunk is not None:
+            self._on_chunk(self, None)
         try:
             selection = next(self.buffer_selection_generator)
         except StopIteration:

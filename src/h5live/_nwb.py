@@ -229,12 +229,15 @@ class _Writing:
         self.conversion.file.swmr_mode = True
         self.coverage, self.space = self.conversion.progress()
 
-    def __call__(self, iterator: LiveDataChunkIterator, chunk: Any) -> None:
-        self.start()
+    def __call__(self, iterator: LiveDataChunkIterator, chunk: Any | None) -> None:
+        """HDF5IO asks ``iterator`` for a chunk (``None``), or is about to get ``chunk``."""
+        self.start()  # before the first wait, so that readers can open the file at once
         k = self.conversion.iterators.index(iterator)
-        if k in self.pending:  # HDF5IO wrote it before asking for this one
-            self.coverage[k].add(self.pending.pop(k))
-            self._mark()
+        if chunk is None:
+            if k in self.pending:  # HDF5IO wrote it before asking for the next
+                self.coverage[k].add(self.pending.pop(k))
+                self._mark()
+            return
         self.space.check(chunk.data.nbytes)
         self.pending[k] = chunk.selection
         self.conversion.written += chunk.data.nbytes
@@ -364,14 +367,14 @@ def to_nwb(
                     f"{conversion.source_path!r} has no timestamp dataset growing with its "
                     "scan. Fix: pass rate= (--rate) or timestamps_path= (--timestamps)."
                 )
-        live = [frames_path] + ([times_path] if times_path else [])
+        sources = conversion.live_datasets([frames_path] + ([times_path] if times_path else []))
+        live = [dataset.name for dataset in sources]  # checked before the destination is touched
         if conversion.open_destination(file_opener=_new_nwb_file):
-            pairs = conversion.resume_iterators(options)
+            pairs = conversion.resume_iterators(options, sources)
             conversion.file.swmr_mode = True
             with conversion.guarded():
                 conversion.write(pairs)
             return conversion.end()
-        sources = [conversion.source_file[path] for path in live]
         iterators = conversion.live_iterators(sources, options)
         settings = h5dataio_options(compression, compression_opts)
         from hdmf.backends.hdf5.h5_utils import H5DataIO

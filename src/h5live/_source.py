@@ -152,19 +152,19 @@ def _explain_open_failure(path: str, exc: OSError, waited_s: float) -> str:
     if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
         return (
             f"no file at {path!r} {waited}. Fix: check the path, start the writer first, or "
-            "wait longer (open_timeout_s)."
+            "wait longer (open_timeout_s, --open-timeout)."
         )
     if isinstance(exc, BlockingIOError) or "unable to lock file" in text:
         return (
             f"{path!r} is locked by a writer that has not switched SWMR mode on ({waited}), so "
             "it cannot be read while it is written. Fix: the writer must create the file with "
             "libver='latest' and set swmr_mode = True once its datasets exist; if it is still "
-            "creating them, wait longer (open_timeout_s)."
+            "creating them, wait longer (open_timeout_s, --open-timeout)."
         )
     if "file signature not found" in text:
         return (
             f"{path!r} is not an HDF5 file, or its writer has not written the header yet "
-            f"({waited}). Fix: check the path, or wait longer (open_timeout_s)."
+            f"({waited}). Fix: check the path, or wait longer (open_timeout_s, --open-timeout)."
         )
     return (
         f"cannot open {path!r} for SWMR reading {waited}: {text}. Fix: check that it is an "
@@ -265,7 +265,7 @@ def _resolve(file: Any, path: str, role: str) -> Any:
         raise _LinkNotResolved(
             f"{role} dataset {path!r} in {filename!r} is a {type(link).__name__} that cannot "
             "be resolved yet (the file or object it points to may not exist yet). Fix: wait "
-            "for the writer (open_timeout_s), or check the link target."
+            "for the writer (open_timeout_s, --open-timeout), or check the link target."
         ) from exc
 
 
