@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import uuid
 import warnings
@@ -42,6 +43,8 @@ from h5live._iterator import LiveDataChunkIterator
 from h5live._output import NWB_LAYOUT
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
+
+logger = logging.getLogger(__name__)
 
 SERIES_TYPES = ("auto", "ImageSeries", "TwoPhotonSeries", "TimeSeries", "ElectricalSeries")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -117,7 +120,19 @@ def _nwbfile(meta: Mapping[str, Any], timestamps: bool) -> Any:
         **session,
     )
     subject = dict(meta.get("subject") or {})
+    missing = [k for k in ("subject_id", "sex", "species") if k not in subject]
+    if "age" not in subject and "date_of_birth" not in subject:
+        missing.append("age")
+    if missing:
+        logger.warning(
+            "no subject %s given: the NWB file says unknown. Fix: add them under 'subject' in "
+            "the metadata (e.g. sex: F, species: Mus musculus, age: P90D)",
+            ", ".join(missing),
+        )
     subject.setdefault("subject_id", "unknown")
+    subject.setdefault("sex", "U")  # NWB's "unknown"
+    if "age" in missing:
+        subject["age"] = "P0D/"  # an open range: "at least 0 days", i.e. not known
     nwbfile.subject = Subject(**subject)
     return nwbfile
 
