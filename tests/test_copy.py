@@ -214,6 +214,7 @@ def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(writer_process, tmp_
     interrupted = status(copy)
     assert (interrupted["state"], interrupted["finished"]) == ("interrupted", 0)
     assert interrupted["keys"] == interrupted["frames"] < 600
+    assert interrupted["data"] == interrupted["frames"]  # no rows beyond the complete frames
     code, err = ended(converter(process.path, copy, "--resume"))
     assert code == 0, err
     assert process.wait() == 0

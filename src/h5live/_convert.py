@@ -489,7 +489,17 @@ class Conversion:
         )
 
     def _finish(self, state: str, reason: str, message: str) -> None:
-        """Record the end, even when the disk is full (the status has its space already)."""
-        if self.output is not None:
-            with contextlib.suppress(OSError, RuntimeError, ValueError):
-                self.output.finish(state, reason, message)
+        """Record the end, even when the disk is full (the status has its space already),
+        after cutting every live dataset to the rows of complete frames: a run that stopped
+        early (or datasets created at the source's length) must not leave fill values that
+        look like data."""
+        if self.output is None:
+            return
+        with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
+            rows = -(-self.output.frames_complete // max(math.prod(self.output.scan_inner), 1))
+            for path in self.output.datasets:
+                dataset = self.file[path]
+                if dataset.shape[0] > rows:
+                    dataset.resize(rows, axis=0)
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            self.output.finish(state, reason, message)

@@ -16,7 +16,7 @@ Contract
   for the first chunk, the NWB specification is cached, h5live's bookkeeping is added as
   ``ScratchData`` (:data:`~h5live._output.NWB_LAYOUT`) and the file enters SWMR mode, so that
   pynwb can read it while it is written. A frame is marked complete once HDF5IO has written
-  it to every live dataset (it asks an iterator for its next chunk only after writing the last).
+  it to every live dataset (HDF5IO writes each chunk before it asks any iterator for another).
 - Ending, interrupts, errors and ``resume`` are those of every conversion
   (:mod:`h5live._convert`); a resumed NWB file is continued with h5py, dataset by dataset.
 """
@@ -247,12 +247,10 @@ class _Writing:
     def __call__(self, iterator: LiveDataChunkIterator, chunk: Any | None) -> None:
         """HDF5IO asks ``iterator`` for a chunk (``None``), or is about to get ``chunk``."""
         self.start()  # before the first wait, so that readers can open the file at once
-        k = self.conversion.iterators.index(iterator)
-        if chunk is None:
-            if k in self.pending:  # HDF5IO wrote it before asking for the next
-                self.coverage[k].add(self.pending.pop(k))
-                self._mark()
+        if chunk is None:  # HDF5IO writes each chunk before it asks any iterator for another
+            self.done()
             return
+        k = self.conversion.iterators.index(iterator)
         self.space.check(chunk.data.nbytes)
         self.pending[k] = chunk.selection
         self.conversion.written += chunk.data.nbytes
@@ -260,10 +258,11 @@ class _Writing:
     def done(self) -> None:
         """HDF5IO has written every chunk it was given."""
         self.start()
-        for k, selection in self.pending.items():
-            self.coverage[k].add(selection)
-        self.pending.clear()
-        self._mark()
+        if self.pending:
+            for k, selection in self.pending.items():
+                self.coverage[k].add(selection)
+            self.pending.clear()
+            self._mark()
 
     def _mark(self) -> None:
         output = self.conversion.output
