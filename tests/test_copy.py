@@ -270,3 +270,25 @@ def test_a_full_disk_fails_clearly_and_leaves_a_valid_output(simulated_writer, t
     result = copy_live(writer.path, tmp_path / "copy.h5", resume=True)  # space is back
     assert (result.frames_complete, result.state) == (800, "complete")
     assert isinstance(OutputError("x"), OSError)
+
+
+def test_a_diamond_layout_is_found_and_the_copy_uses_h5lives(writer_process, tmp_path):
+    # Keys in /entry/diamond_scan/keys (several, with trailing ones), the flag a 1-element
+    # dataset: found without options; the copy carries h5live's own keys and flag.
+    process = writer_process(
+        scan_shape=(30,),
+        frame_shape=(4,),
+        n_keys=2,
+        keys_group="/entry/diamond_scan/keys",
+        finished_path="/entry/diamond_scan/scan_finished",
+        finished_scalar=False,
+        hold_at=0,
+    )
+    process.go()
+    result = copy_live(process.path, tmp_path / "copy.h5", timeout=5)
+    assert process.wait() == 0
+    assert (result.frames_complete, result.state) == (30, "complete")
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        assert "/entry/diamond_scan/keys" not in f  # the source's bookkeeping is not copied
+        np.testing.assert_array_equal(f[DATA][...], expected(30, (4,)))
+    assert status(tmp_path / "copy.h5")["finished"] == 1

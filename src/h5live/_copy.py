@@ -60,10 +60,15 @@ def data_datasets(file: Any, follower: KeyFollower) -> list[str]:
 
 
 def _bookkeeping(follower: KeyFollower) -> set[str]:
-    """The source's keys and finished flag: the copy has its own."""
+    """The source's keys and finished flag, and a group holding only them: the copy has its
+    own."""
     names = {k.name for k in follower.key_datasets}
     if follower.finished_dataset is not None:
         names.add(follower.finished_dataset.name)
+    for key in follower.key_datasets:
+        group = key.parent
+        if group.name != "/" and all(f"{group.name}/{m}" in names for m in group):
+            names.add(group.name)
     return names
 
 
