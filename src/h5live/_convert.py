@@ -454,14 +454,15 @@ class Conversion:
             self._finish("interrupted", "interrupted", "stopped by Ctrl-C; resume to continue")
             raise
         except (OSError, RuntimeError) as exc:
-            message = f"writing {self.file.filename!r} failed: {exc}"
+            message = f"the conversion into {self.file.filename!r} stopped: {exc}"
             if isinstance(exc, OutputError):  # stopped before the space ran out
                 message = str(exc)
             self._finish("failed", "error", message)
             frames = self.output.frames_complete if self.output is not None else 0
             raise OutputError(
                 f"{message}. The output is valid and marked failed with {frames} complete "
-                "frames. Fix: free space or fix the cause, then resume=True (--resume)."
+                "frames. Fix: fix that cause (a full disk: free space; the source: check its "
+                "writer), then resume=True (--resume)."
             ) from exc
         except BaseException as exc:
             self._finish("failed", "error", f"{type(exc).__name__}: {exc}")

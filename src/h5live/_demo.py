@@ -28,10 +28,25 @@ import numpy as np
 
 from h5live._follow import KeyFollower
 from h5live._output import NWB_LAYOUT
+from h5live.errors import H5LiveError
 
 __all__ = ["run_demo"]
 
 FRAME = (128, 128)
+METADATA = {  # what --metadata gives h5live nwb (YAML works as well)
+    "session_description": "h5live demo: a simulated detector converted to NWB while it writes",
+    "experimenter": ["h5live demo"],
+    "institution": "h5live",
+    "keywords": ["h5live", "SWMR", "live conversion"],
+    "subject": {
+        "subject_id": "simulated-detector",
+        "description": "no animal: frames from h5live's simulated detector",
+        "species": "n/a",
+        "sex": "U",
+        "age": "P0D/",
+    },
+    "series": {"name": "detector", "unit": "counts", "description": "simulated frames"},
+}
 
 
 def _wait_for_output(path: Path, converter: subprocess.Popen[str], timeout_s: float) -> None:
@@ -39,7 +54,10 @@ def _wait_for_output(path: Path, converter: subprocess.Popen[str], timeout_s: fl
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if converter.poll() is not None:
-            raise RuntimeError(f"the converter exited early with code {converter.returncode}")
+            raise H5LiveError(
+                f"the converter of the demo exited early (code {converter.returncode}); its "
+                "message is above. Fix: rerun with --debug."
+            )
         try:
             with h5py.File(path, "r", libver="latest", swmr=True) as f:
                 if NWB_LAYOUT.keys in f:
@@ -47,7 +65,7 @@ def _wait_for_output(path: Path, converter: subprocess.Popen[str], timeout_s: fl
         except OSError:
             pass
         time.sleep(0.02)
-    raise TimeoutError(f"{path} was not created within {timeout_s} s")
+    raise H5LiveError(f"{path} was not created within {timeout_s} s. Fix: rerun with --debug.")
 
 
 def _follow(path: Path, frames: int, timeout: float | None) -> tuple[np.ndarray, list[Any]]:
@@ -132,8 +150,11 @@ def run_demo(
         hold_at=0,
     ) as writer:
         writer.start()
+        metadata = folder / "session.json"
+        metadata.write_text(json.dumps(METADATA, indent=2))
         command = [sys.executable, "-m", "h5live", "nwb", str(source), str(output)]
-        command += ["--overwrite", "--json", "--max-latency", "0.05", "--chunk-shape", "16"]
+        command += ["--overwrite", "--json", "--max-latency", "0.05", "--metadata", str(metadata)]
+        command += ["--chunk-shape", "16"]
         command += [str(n) for n in FRAME]
         converter = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         try:
