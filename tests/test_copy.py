@@ -292,3 +292,21 @@ def test_a_diamond_layout_is_found_and_the_copy_uses_h5lives(writer_process, tmp
         assert "/entry/diamond_scan/keys" not in f  # the source's bookkeeping is not copied
         np.testing.assert_array_equal(f[DATA][...], expected(30, (4,)))
     assert status(tmp_path / "copy.h5")["finished"] == 1
+
+
+def test_static_content_is_copied_once_with_the_attributes(simulated_writer, tmp_path):
+    writer = simulated_writer(scan_shape=(12,), frame_shape=(3,))
+    writer.file.attrs["facility"] = "beamline I14"
+    writer.file["/entry/data"].attrs["signal"] = "data"
+    writer.data.attrs["units"] = "counts"
+    writer.run()
+    writer.close()
+    with h5py.File(writer.path, "a", libver="latest") as f:  # metadata written at the start
+        f.create_dataset("/entry/instrument/energy_keV", data=12.4)
+    copy_live(writer.path, tmp_path / "copy.h5")
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        assert f.attrs["facility"] == "beamline I14"
+        assert f["/entry/data"].attrs["signal"] == "data"
+        assert f[DATA].attrs["units"] == "counts"
+        assert f["/entry/instrument/energy_keV"][()] == 12.4
+        np.testing.assert_array_equal(f[DATA][...], expected(12, (3,)))
