@@ -23,7 +23,7 @@ import pynwb
 import pytest
 from nwbinspector import inspect_nwbfile
 
-from h5live import to_nwb
+from h5live import KeyFollower, to_nwb
 from h5live.testing import frame_values
 
 pytestmark = pytest.mark.live
@@ -608,3 +608,14 @@ def test_ctrl_c_leaves_series_of_the_complete_frames(simulated_writer, tmp_path)
     np.testing.assert_array_equal(series["data"], expected(n, (4,)))
     np.testing.assert_array_equal(series["timestamps"], flush_times(source, n))
     assert_valid(nwb)
+
+
+def test_an_nwb_output_is_followed_without_naming_its_keys(simulated_writer, tmp_path):
+    writer = simulated_writer(scan_shape=(20,), frame_shape=(4,), timestamps=True)
+    writer.run()
+    writer.close()
+    to_nwb(writer.path, tmp_path / "scan.nwb")
+    with KeyFollower.from_path(tmp_path / "scan.nwb", timeout=1) as follower:
+        assert [k.name for k in follower.key_datasets] == ["/scratch/h5live_keys"]
+        assert list(follower) == list(range(20))
+        assert follower.stop_reason in ("finished", "complete")

@@ -44,7 +44,8 @@ Sleep = Callable[[float], None]
 
 
 class Layout(NamedTuple):
-    """Where a family of writers puts its key group and finished dataset."""
+    """Where a family of writers puts its key group (or its one key dataset) and finished
+    dataset."""
 
     name: str
     keys_group: str
@@ -56,6 +57,8 @@ KNOWN_LAYOUTS: tuple[Layout, ...] = (
     Layout("h5live", "/entry/keys", "/entry/finished"),
     Layout("diamond", "/entry/diamond_scan/keys", "/entry/diamond_scan/scan_finished"),
     Layout("solstice", "/entry/solstice_scan/keys", "/entry/solstice_scan/scan_finished"),
+    # h5live's NWB outputs (ScratchData; keys_group may name the one key dataset itself)
+    Layout("h5live-nwb", "/scratch/h5live_keys", "/scratch/h5live_finished"),
 )
 
 # The messages HDF5 gives for a contiguous dataset whose storage was allocated after the reader
