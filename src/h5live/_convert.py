@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import resource
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -38,8 +39,9 @@ import numpy as np
 
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live._iterator import LiveDataChunkIterator
+from h5live._keys import refresh_dataset
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
-from h5live._recover import clear_writer_flags
+from h5live._recover import clear_writer_flags, writer_flags
 from h5live._source import SourceSpec, get_dataset
 from h5live.errors import OutputError, OutputExistsError
 
@@ -150,6 +152,14 @@ class _Space:
             )
 
 
+def writer_flags_or_zero(path: str) -> int:
+    """The superblock's writer flags, 0 for a file that is not HDF5."""
+    try:
+        return writer_flags(path)
+    except (OSError, ValueError):
+        return 0
+
+
 class Conversion:
     """One live conversion: its source, follower, destination and bookkeeping.
 
@@ -208,6 +218,8 @@ class Conversion:
         cache, ``libver="latest"`` as SWMR needs).
         """
         path = self.destination
+        if path.exists() and (self.resume or self.overwrite):
+            self._check_no_live_writer()
         if path.exists() and not (self.resume or self.overwrite):
             raise OutputExistsError(
                 f"destination {os.fspath(path)!r} exists. Fix: pass resume=True (--resume) to "
@@ -238,6 +250,30 @@ class Conversion:
         self._stack.push(self._closer)
         self.output = LiveOutput.attach(self.file, self.layout)
         return True
+
+    def _check_no_live_writer(self) -> None:
+        """Refuse a destination that a writer may still have open (SWMR writers hold no lock):
+        only a dead h5live converter of this host may have left its writer flags set."""
+        path = os.fspath(self.destination)
+        if not writer_flags_or_zero(path):
+            return
+        try:
+            with h5py.File(path, "r", libver="latest", swmr=True) as peek:
+                output = LiveOutput.attach(peek, self.layout)
+                (pid, host), alive = output.writer, output.writer_alive()
+        except (OSError, KeyError, ValueError):
+            raise OutputExistsError(
+                f"destination {path!r} is open for writing by another program, or by one that "
+                "crashed (its superblock says so). Fix: stop that writer first; if it is gone, "
+                f"run `h5clear -s -i {path}` and try again."
+            ) from None
+        if host == socket.gethostname() and alive is None:
+            return  # an h5live converter that died (SIGKILL, power loss): safe to take over
+        raise OutputExistsError(
+            f"destination {path!r} is still open for writing by process {pid} on {host!r} (its "
+            "superblock says so). Fix: stop that converter first; if it is gone, run "
+            f"`h5clear -s -i {path}` and try again."
+        )
 
     def _check_resumable(self) -> None:
         path = os.fspath(self.destination)
@@ -402,11 +438,35 @@ class Conversion:
         step = math.lcm(*rows)
         start_row = complete // per_row // step * step
         self.start = start_row * per_row
+        self._check_same_frames(targets, sources, start_row)
         iterators = self.live_iterators(sources, options, rows, start_row)
-        output.frames_complete = self.start
+        output.frames_complete = complete  # rows from start_row on are rewritten, the same
         output.claim()
         output.reopen()
         return list(zip(targets, iterators, strict=True))
+
+    def _check_same_frames(self, targets: Sequence[Any], sources: Sequence[Any], row: int) -> None:
+        """Refuse to resume from a source that is not the one converted so far (the same path
+        can hold a new acquisition): same dtype and frame shape, and the last chunk row kept
+        equal to the source's."""
+        for target, source in zip(targets, sources, strict=True):
+            problem = ""
+            if target.dtype != source.dtype or target.shape[1:] != source.shape[1:]:
+                problem = (
+                    f"{source.name!r} has dtype {source.dtype} and frames {source.shape[1:]}, "
+                    f"the output {target.dtype} and {target.shape[1:]}"
+                )
+            elif row > 0:
+                last = slice(max(0, row - int(target.chunks[0])), row)
+                refresh_dataset(source)
+                if source.shape[0] < row or not np.array_equal(target[last], source[last]):
+                    problem = f"rows {last.start}..{last.stop - 1} of {source.name!r} differ"
+            if problem:
+                raise OutputExistsError(
+                    f"destination {os.fspath(self.destination)!r} cannot be resumed from "
+                    f"{self.source_path!r}: {problem} (a new acquisition under the same name?). "
+                    "Fix: pass a new destination, or overwrite=True (--overwrite)."
+                )
 
     def _live_output(self) -> LiveOutput:
         if self.output is None:
@@ -497,7 +557,9 @@ class Conversion:
         if self.output is None:
             return
         with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
-            rows = -(-self.output.frames_complete // max(math.prod(self.output.scan_inner), 1))
+            # never below the keys on disk (a resume, or an interrupt while keys were set)
+            frames = max(self.output.frames_complete, frames_keyed(self.output.keys))
+            rows = -(-frames // max(math.prod(self.output.scan_inner), 1))
             for path in self.output.datasets:
                 dataset = self.file[path]
                 if dataset.shape[0] > rows:

@@ -383,12 +383,14 @@ def to_nwb(
                 )
         sources = conversion.live_datasets([frames_path] + ([times_path] if times_path else []))
         live = [dataset.name for dataset in sources]  # checked before the destination is touched
-        if conversion.open_destination(file_opener=_new_nwb_file):
+        if resume and Path(nwbfile_path).exists():
+            conversion.open_destination()
             pairs = conversion.resume_iterators(options, sources)
             conversion.file.swmr_mode = True
             with conversion.guarded():
                 conversion.write(pairs)
             return conversion.end()
+        # The NWB objects are made (and the metadata checked) before the destination is touched.
         iterators = conversion.live_iterators(sources, options)
         settings = h5dataio_options(compression, compression_opts)
         from hdmf.backends.hdf5.h5_utils import H5DataIO
@@ -397,19 +399,25 @@ def to_nwb(
             warnings.filterwarnings("ignore", "[0-9]+ compression may not be available")
             frames = H5DataIO(iterators[0], **settings)
         times = H5DataIO(iterators[1]) if times_path else None
-        nwbfile = _nwbfile(meta, times is not None)
-        series = _series(
-            nwbfile,
-            series_type,
-            frames,
-            times,
-            rate,
-            meta,
-            tuple(sources[0].shape[1:]),
-        )
+        try:
+            nwbfile = _nwbfile(meta, times is not None)
+            series = _series(
+                nwbfile, series_type, frames, times, rate, meta, tuple(sources[0].shape[1:])
+            )
+        except (TypeError, ValueError) as exc:
+            where = (
+                f"the metadata {os.fspath(metadata)!r}"
+                if isinstance(metadata, (str, os.PathLike))
+                else "the metadata"
+            )
+            raise ValueError(
+                f"{where} does not make a valid NWB file: {exc}. Fix: correct that field (see "
+                "the pynwb documentation of NWBFile, Subject and the series type)."
+            ) from exc
         paths = [f"/acquisition/{series.name}/data"]
         if times is not None:
             paths.append(f"/acquisition/{series.name}/timestamps")
+        conversion.open_destination(file_opener=_new_nwb_file)
         with NWBHDF5IO(file=conversion.file, mode="w") as io:
             writing = _Writing(conversion, io, paths, live)
             for iterator in iterators:

@@ -179,6 +179,14 @@ class LiveOutput:
         """Their paths in the source, in the same order."""
         return [str(name) for name in self.keys.attrs["h5live_source_datasets"]]
 
+    @property
+    def writer(self) -> tuple[int, str]:
+        """(pid, host) of the converter that last wrote this output."""
+        return (
+            int(self.keys.attrs.get("h5live_writer_pid", 0)),
+            str(self.keys.attrs.get("h5live_writer_host", "")),
+        )
+
     def writer_alive(self) -> int | None:
         """The pid of another converter still writing this output on this host, or None."""
         pid = int(self.keys.attrs.get("h5live_writer_pid", 0))
