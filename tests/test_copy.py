@@ -202,21 +202,22 @@ def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(writer_proces
         assert int(np.count_nonzero(f["/entry/keys/key_0"][...])) == 800
 
 
-def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(writer_process, tmp_path):
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(writer_process, tmp_path, stop, code):
     process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=300, hold_at=0)
     copy = tmp_path / "copy.h5"
     copier = converter(process.path, copy, "--max-latency", "0.02", *SMALL)
     process.go()
     wait_for_frames(copy, 50)
-    copier.send_signal(signal.SIGINT)
-    code, err = ended(copier)
-    assert code == 130, err
+    copier.send_signal(stop)  # Ctrl-C, or a job scheduler's SIGTERM
+    exit_code, err = ended(copier)
+    assert exit_code == code, err
     interrupted = status(copy)
     assert (interrupted["state"], interrupted["finished"]) == ("interrupted", 0)
     assert interrupted["keys"] == interrupted["frames"] < 600
     assert interrupted["data"] == interrupted["frames"]  # no rows beyond the complete frames
-    code, err = ended(converter(process.path, copy, "--resume"))
-    assert code == 0, err
+    resumed, err = ended(converter(process.path, copy, "--resume"))
+    assert resumed == 0, err
     assert process.wait() == 0
     assert status(copy)["state"] == "complete"
     with h5py.File(copy, "r") as f:

@@ -1,7 +1,7 @@
 """The ``h5live`` command: a thin layer over the public API.
 
 Exit codes: 0 done, 1 error (one line on stderr; the traceback with ``--debug``), 2 usage,
-130 interrupted.
+130 interrupted (143 SIGTERM, 129 SIGHUP: handled as Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -352,19 +354,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a job scheduler, a closed terminal), handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``h5live`` command; return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="h5live: %(levelname)s: %(message)s",
     )
     try:
         code: int = args.run(args)
-    except KeyboardInterrupt:
-        print("h5live: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
+        print(f"h5live: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except (H5LiveError, OSError, ValueError) as exc:
         if args.debug:
             raise

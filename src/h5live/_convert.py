@@ -511,7 +511,9 @@ class Conversion:
         try:
             yield
         except KeyboardInterrupt:
-            self._finish("interrupted", "interrupted", "stopped by Ctrl-C; resume to continue")
+            self._finish(
+                "interrupted", "interrupted", "stopped by Ctrl-C or a signal; resume to continue"
+            )
             raise
         except (OSError, RuntimeError) as exc:
             message = f"the conversion into {self.file.filename!r} stopped: {exc}"
