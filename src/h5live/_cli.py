@@ -371,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _stop)
+        for stopper in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stopper, _stop)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="h5live: %(levelname)s: %(message)s",
