@@ -370,9 +370,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``h5live`` command; return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = {}
     if threading.current_thread() is threading.main_thread():
         for stopper in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stopper, _stop)
+            previous[stopper] = signal.signal(stopper, _stop)
+    try:
+        return _run(args)
+    finally:
+        for stopper, handler in previous.items():
+            signal.signal(stopper, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="h5live: %(levelname)s: %(message)s",
