@@ -28,6 +28,8 @@ def filter_options(compression: Compression) -> dict[str, Any]:
         return {}
     if isinstance(compression, Mapping):
         return dict(compression)
+    if isinstance(compression, str) and compression.isdigit():  # a filter id from the CLI
+        compression = int(compression)
     if isinstance(compression, int):
         return {"compression": compression}
     if compression in ("gzip", "lzf"):
