@@ -311,3 +311,22 @@ def test_static_content_is_copied_once_with_the_attributes(simulated_writer, tmp
         assert f[DATA].attrs["units"] == "counts"
         assert f["/entry/instrument/energy_keV"][()] == 12.4
         np.testing.assert_array_equal(f[DATA][...], expected(12, (3,)))
+
+
+def test_resume_is_refused_while_another_converter_on_this_host_is_alive(
+    simulated_writer, tmp_path
+):
+    writer = simulated_writer(scan_shape=(10,), frame_shape=(2,))
+    writer.run()
+    writer.close()
+    copy_live(writer.path, tmp_path / "copy.h5")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with h5py.File(tmp_path / "copy.h5", "a", libver="latest") as f:
+            f["/entry/keys/key_0"].attrs["h5live_writer_pid"] = other.pid  # "it writes"
+        with pytest.raises(OutputExistsError, match=f"still being written by process {other.pid}"):
+            copy_live(writer.path, tmp_path / "copy.h5", resume=True)
+    finally:
+        other.kill()
+        other.wait()
+    assert copy_live(writer.path, tmp_path / "copy.h5", resume=True).state == "complete"
