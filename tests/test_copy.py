@@ -330,3 +330,29 @@ def test_resume_is_refused_while_another_converter_on_this_host_is_alive(
         other.kill()
         other.wait()
     assert copy_live(writer.path, tmp_path / "copy.h5", resume=True).state == "complete"
+
+
+def test_a_frame_is_keyed_only_once_every_live_dataset_holds_it(
+    simulated_writer, tmp_path, monkeypatch
+):
+    # Frames and flush times advance in turn (hdmf's round robin): after the frames' chunk is
+    # written, the times of those frames are still fill values until theirs is.
+    from h5live._output import LiveOutput
+
+    writer = simulated_writer(scan_shape=(64,), frame_shape=(2,), timestamps=True)
+    writer.run()
+    writer.close()
+    with h5py.File(writer.path, "r") as f:
+        flushed = f["/entry/flush_time"][...]
+    mark, checked = LiveOutput.mark, []
+
+    def checked_mark(self, frames, data):
+        mark(self, frames, data)
+        n = self.frames_complete
+        checked.append(n)
+        np.testing.assert_array_equal(self.file["/entry/flush_time"][:n], flushed[:n])
+
+    monkeypatch.setattr(LiveOutput, "mark", checked_mark)
+    result = copy_live(writer.path, tmp_path / "copy.h5", chunk_shape=(8, 2), buffer_shape=(8, 2))
+    assert result.frames_complete == 64
+    assert checked[-1] == 64
