@@ -61,3 +61,22 @@ def run_script(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProce
         timeout=300,
         check=False,
     )
+
+
+def output_status(path: Path, layout: Any = None, data: str = "/entry/data/data") -> dict[str, Any]:
+    """How complete an h5live output says it is (``layout``: HDF5_LAYOUT by default), and how
+    many rows its data dataset holds."""
+    import h5py
+
+    from h5live._output import HDF5_LAYOUT
+
+    layout = layout or HDF5_LAYOUT
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        return {
+            "frames": int(f[layout.status + "frames_complete"][()]),
+            "state": f[layout.status + "state"][()].decode(),
+            "stop_reason": f[layout.status + "stop_reason"][()].decode(),
+            "keys": int(np.count_nonzero(f[layout.keys][...])),
+            "finished": int(f[layout.finished][0]),
+            "data": f[data].shape[0],
+        }

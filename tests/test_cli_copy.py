@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from h5live.testing import CRASH_EXIT_CODE, SimulatedWriter, frame_values
+from helpers import output_status
 
 pytestmark = pytest.mark.live
 
@@ -102,17 +103,8 @@ def expected(n: int, frame: tuple[int, ...]) -> np.ndarray:
 
 
 def status(path: Path) -> dict[str, object]:
-    """How complete an output says it is (as in ``test_copy.py``)."""
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        s = f["/entry/h5live"]
-        return {
-            "frames": int(s["frames_complete"][()]),
-            "state": s["state"][()].decode(),
-            "stop_reason": s["stop_reason"][()].decode(),
-            "keys": int(np.count_nonzero(f["/entry/keys/key_0"][...])),
-            "finished": int(f["/entry/finished"][0]),
-            "data": f[DATA].shape[0],
-        }
+    """How complete an output says it is."""
+    return output_status(path)
 
 
 def make_sources(folder: Path) -> Path:

@@ -17,6 +17,7 @@ from h5live import KeyFollower
 from h5live._copy import copy_live
 from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
+from helpers import output_status
 
 pytestmark = pytest.mark.live
 
@@ -30,16 +31,7 @@ def expected(n: int, frame: tuple[int, ...], dtype: str = "uint16") -> np.ndarra
 
 
 def status(path: Path) -> dict[str, object]:
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        s = f["/entry/h5live"]
-        return {
-            "frames": int(s["frames_complete"][()]),
-            "state": s["state"][()].decode(),
-            "stop_reason": s["stop_reason"][()].decode(),
-            "keys": int(np.count_nonzero(f["/entry/keys/key_0"][...])),
-            "finished": int(f["/entry/finished"][0]),
-            "data": f[DATA].shape[0],
-        }
+    return output_status(path)
 
 
 def converter(source: Path, destination: Path, *args: str) -> subprocess.Popen[str]:

@@ -24,7 +24,9 @@ import pytest
 from nwbinspector import inspect_nwbfile
 
 from h5live import KeyFollower, to_nwb
+from h5live._output import NWB_LAYOUT
 from h5live.testing import frame_values
+from helpers import output_status
 
 pytestmark = pytest.mark.live
 
@@ -53,16 +55,7 @@ def flush_times(source: str | Path, n: int | None = None) -> np.ndarray:
 
 def status(path: Path, series: str = "detector") -> dict[str, Any]:
     """The output's bookkeeping, and how many rows its series' data hold."""
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        s = f["/scratch"]
-        return {
-            "frames": int(s["h5live_frames_complete"][()]),
-            "state": s["h5live_state"][()].decode(),
-            "stop_reason": s["h5live_stop_reason"][()].decode(),
-            "keys": int(np.count_nonzero(s["h5live_keys"][...])),
-            "finished": int(s["h5live_finished"][0]),
-            "data": f[f"/acquisition/{series}/data"].shape[0],
-        }
+    return output_status(path, NWB_LAYOUT, f"/acquisition/{series}/data")
 
 
 def read_series(path: Path, name: str = "detector") -> dict[str, Any]:
