@@ -233,10 +233,6 @@ def _seconds(text: str) -> float | None:
     return value
 
 
-def _shape(text: str) -> int:
-    return _positive_int(text)
-
-
 def _add_conversion_options(command: argparse.ArgumentParser) -> None:
     """Source, output, chunk and buffer options (named as in hdmf), for copy and nwb."""
     command.add_argument(
@@ -251,10 +247,10 @@ def _add_conversion_options(command: argparse.ArgumentParser) -> None:
     )
     chunks = command.add_mutually_exclusive_group()
     chunks.add_argument("--chunk-mb", type=float, help="chunk size in MB, whole frames")
-    chunks.add_argument("--chunk-shape", type=_shape, nargs="+", help="chunk shape")
+    chunks.add_argument("--chunk-shape", type=_positive_int, nargs="+", help="chunk shape")
     buffers = command.add_mutually_exclusive_group()
     buffers.add_argument("--buffer-gb", type=float, help="buffer size in GB, whole chunks")
-    buffers.add_argument("--buffer-shape", type=_shape, nargs="+", help="buffer shape")
+    buffers.add_argument("--buffer-shape", type=_positive_int, nargs="+", help="buffer shape")
     command.add_argument(
         "--max-latency",
         type=_seconds,

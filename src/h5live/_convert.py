@@ -219,7 +219,7 @@ class Conversion:
         """
         path = self.destination
         if path.exists() and (self.resume or self.overwrite):
-            self._check_no_live_writer()
+            self._check_existing()
         if path.exists() and not (self.resume or self.overwrite):
             raise OutputExistsError(
                 f"destination {os.fspath(path)!r} exists. Fix: pass resume=True (--resume) to "
@@ -244,57 +244,53 @@ class Conversion:
             self._stack.callback(self._remove_unstarted)
             self._stack.push(self._closer)
             return False
-        self._check_resumable()
         clear_writer_flags(path)  # a converter killed while writing left them set
         self.file = h5py.File(path, "a", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)
         self._stack.push(self._closer)
-        self.output = LiveOutput.attach(self.file, self.layout)
+        self.output = LiveOutput(self.file, self.layout)
         return True
 
-    def _check_no_live_writer(self) -> None:
-        """Refuse a destination that a writer may still have open (SWMR writers hold no lock):
-        only a dead h5live converter of this host may have left its writer flags set."""
-        path = os.fspath(self.destination)
-        if not writer_flags_or_zero(path):
-            return
+    def _previous_writer(self) -> tuple[int, str, int | None, str] | None:
+        """(pid, host, pid if alive on this host, source) of the h5live converter that wrote
+        the existing destination; None if h5live did not write it. One read of the file."""
         try:
-            with h5py.File(path, "r", libver="latest", swmr=True) as peek:
-                output = LiveOutput.attach(peek, self.layout)
+            with h5py.File(self.destination, "r", libver="latest", swmr=True) as peek:
+                output = LiveOutput(peek, self.layout)
                 (pid, host), alive = output.writer, output.writer_alive()
+                return pid, host, alive, output.source
         except (OSError, KeyError, ValueError):
-            raise OutputExistsError(
-                f"destination {path!r} is open for writing by another program, or by one that "
-                "crashed (its superblock says so). Fix: stop that writer first; if it is gone, "
-                f"run `h5clear -s -i {path}` and try again."
-            ) from None
-        if host == socket.gethostname() and alive is None:
-            return  # an h5live converter that died (SIGKILL, power loss): safe to take over
-        raise OutputExistsError(
-            f"destination {path!r} is still open for writing by process {pid} on {host!r} (its "
-            "superblock says so). Fix: stop that converter first; if it is gone, run "
-            f"`h5clear -s -i {path}` and try again."
-        )
+            return None
 
-    def _check_resumable(self) -> None:
+    def _check_existing(self) -> None:
+        """Refuse an existing destination that a writer may still have open (SWMR writers hold
+        no lock: only a dead h5live converter of this host may have left its writer flags set),
+        and, to resume, one that h5live did not write from this source."""
         path = os.fspath(self.destination)
-        try:
-            with h5py.File(path, "r", libver="latest", swmr=True) as peek:
-                output = LiveOutput.attach(peek, self.layout)
-                pid, where = output.writer_alive(), output.source
-        except (KeyError, OSError):
+        flags, previous = writer_flags_or_zero(path), self._previous_writer()
+        if previous is None:
+            if flags:
+                raise OutputExistsError(
+                    f"destination {path!r} is open for writing by another program, or by one "
+                    "that crashed (its superblock says so). Fix: stop that writer first; if it "
+                    f"is gone, run `h5clear -s -i {path}` and try again."
+                )
+            if self.resume:
+                raise OutputExistsError(
+                    f"destination {path!r} is not an output of h5live (no {self.layout.keys} "
+                    "with its progress), so it cannot be resumed. Fix: overwrite=True "
+                    "(--overwrite), or another path."
+                )
+            return
+        pid, host, alive, source = previous
+        if alive is not None or (flags and host != socket.gethostname()):
             raise OutputExistsError(
-                f"destination {path!r} is not an output of h5live (no {self.layout.keys} with "
-                "its progress), so it cannot be resumed. Fix: overwrite=True (--overwrite), "
-                "or another path."
-            ) from None
-        if pid is not None:
-            raise OutputExistsError(
-                f"destination {path!r} is still being written by process {pid}. Fix: wait for "
-                "it or stop it, then resume."
+                f"destination {path!r} is still being written by process {pid} on {host!r}. "
+                "Fix: wait for it or stop it first; if it is gone, run "
+                f"`h5clear -s -i {path}` and try again."
             )
-        if os.path.realpath(where) != os.path.realpath(self.source_path):
+        if self.resume and os.path.realpath(source) != os.path.realpath(self.source_path):
             raise OutputExistsError(
-                f"destination {path!r} was converted from {where!r}, not from "
+                f"destination {path!r} was converted from {source!r}, not from "
                 f"{self.source_path!r}, so it cannot be resumed from it. Fix: pass that "
                 "source, or overwrite=True (--overwrite)."
             )

@@ -13,7 +13,7 @@ Contract
   ``interrupted``, ``failed``), ``stop_reason`` and ``message`` (fixed-length strings), with the
   source, the data datasets, the converter's pid and host as attributes.
 - Everything is created before the file enters SWMR mode; afterwards only values change. A
-  resumed output is attached to as it is (:meth:`LiveOutput.attach`).
+  resumed output is opened as it is (``LiveOutput(file, layout)``).
 """
 
 from __future__ import annotations
@@ -147,17 +147,6 @@ class LiveOutput:
         output = cls(file, layout)
         output.claim()
         return output
-
-    @classmethod
-    def attach(cls, file: Any, layout: OutputLayout) -> LiveOutput:
-        """The bookkeeping of an existing h5live output (to resume it).
-
-        Raises
-        ------
-        KeyError
-            ``file`` was not written by h5live.
-        """
-        return cls(file, layout)
 
     # ------------------------------------------------------------------ facts
 
