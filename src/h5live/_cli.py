@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from h5live import __version__
+from h5live._convert import Stopped, request_stop
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live.errors import H5LiveError
 
@@ -350,15 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a job scheduler, a closed terminal), handled as Ctrl-C is."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def _stop(signum: int, frame: object) -> None:
+    request_stop(signum)  # seen between chunks even if this raise lands where it is swallowed
     raise Stopped(signum)
 
 
@@ -368,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        for stopper in (signal.SIGTERM, signal.SIGHUP):
+        for stopper in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[stopper] = signal.signal(stopper, _stop)
     try:
         return _run(args)

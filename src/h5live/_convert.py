@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import socket
 import time
 from collections import deque
@@ -45,7 +46,15 @@ from h5live._recover import clear_writer_flags, writer_flags
 from h5live._source import SourceSpec, get_dataset
 from h5live.errors import OutputError, OutputExistsError
 
-__all__ = ["OUTPUT_CHUNK_CACHE", "Conversion", "ConversionResult", "LiveOptions"]
+__all__ = [
+    "OUTPUT_CHUNK_CACHE",
+    "Conversion",
+    "ConversionResult",
+    "LiveOptions",
+    "Stopped",
+    "check_stop",
+    "request_stop",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +107,30 @@ class LiveOptions:
     display_progress: bool = False
     progress_bar_class: Callable[..., Any] | None = None
     progress_bar_options: dict[str, Any] | None = None
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP (a job scheduler, a closed terminal): a conversion stops as
+    for Ctrl-C, its output marked interrupted."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_stop_requested: list[int] = []
+
+
+def request_stop(signum: int) -> None:
+    """Ask running conversions to stop at their next chunk (a signal handler calls this: a
+    KeyboardInterrupt raised inside a weakref callback or ``__del__`` is swallowed)."""
+    _stop_requested.append(signum)
+
+
+def check_stop() -> None:
+    """Raise :class:`Stopped` if a stop was requested."""
+    if _stop_requested:
+        raise Stopped(_stop_requested.pop())
 
 
 class _Coverage:
@@ -486,6 +519,7 @@ class Conversion:
         datasets = [dataset for dataset, _ in pairs]
         queue: deque[int] = deque(range(len(pairs)))
         while queue:
+            check_stop()
             k = queue.popleft()
             dataset, iterator = pairs[k]
             try:
@@ -507,6 +541,7 @@ class Conversion:
         try:
             yield
         except KeyboardInterrupt:
+            _stop_requested.clear()  # handled here: a later conversion must not stop for it
             self._finish(
                 "interrupted", "interrupted", "stopped by Ctrl-C or a signal; resume to continue"
             )

@@ -37,7 +37,13 @@ import h5py
 import numpy as np
 
 from h5live._compression import Compression, h5dataio_options
-from h5live._convert import OUTPUT_CHUNK_CACHE, Conversion, ConversionResult, LiveOptions
+from h5live._convert import (
+    OUTPUT_CHUNK_CACHE,
+    Conversion,
+    ConversionResult,
+    LiveOptions,
+    check_stop,
+)
 from h5live._copy import data_datasets
 from h5live._iterator import LiveDataChunkIterator
 from h5live._output import NWB_LAYOUT
@@ -246,6 +252,7 @@ class _Writing:
 
     def __call__(self, iterator: LiveDataChunkIterator, chunk: Any | None) -> None:
         """HDF5IO asks ``iterator`` for a chunk (``None``), or is about to get ``chunk``."""
+        check_stop()
         self.start()  # before the first wait, so that readers can open the file at once
         if chunk is None:  # HDF5IO writes each chunk before it asks any iterator for another
             self.done()
