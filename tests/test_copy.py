@@ -216,6 +216,38 @@ def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(writer_process, tmp_
         np.testing.assert_array_equal(f[DATA][...], expected(600, (4,)))
 
 
+def test_a_stop_inside_mark_leaves_the_count_equal_to_the_keys(
+    simulated_writer, tmp_path, monkeypatch
+):
+    """A signal raises wherever it lands: here between a mark's keys and its count."""
+    from h5live._output import LiveOutput
+
+    writer = simulated_writer(scan_shape=(64,), frame_shape=(4,))
+    writer.run()
+    writer.close()
+    real_mark = LiveOutput.mark
+
+    def cut_short(self: LiveOutput, frames: int, data: object) -> None:
+        before = self.frames_complete
+        real_mark(self, frames, data)  # type: ignore[arg-type]
+        if frames >= 24:  # keys set and flushed, the count not yet written
+            self.frames_complete = before
+            self.status["frames_complete"][()] = before
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(LiveOutput, "mark", cut_short)
+    copy = tmp_path / "copy.h5"
+    with pytest.raises(KeyboardInterrupt):
+        copy_live(writer.path, copy, chunk_shape=(8, 4), buffer_shape=(8, 4))
+    left = status(copy)
+    assert left["state"] == "interrupted"
+    assert left["keys"] == left["frames"] == left["data"] == 24
+    monkeypatch.undo()
+    assert copy_live(writer.path, copy, resume=True).frames_complete == 64
+    with h5py.File(copy, "r") as f:
+        np.testing.assert_array_equal(f[DATA][...], expected(64, (4,)))
+
+
 def test_an_existing_destination_is_refused_without_resume_or_overwrite(simulated_writer, tmp_path):
     writer = simulated_writer(scan_shape=(10,), frame_shape=(2,))
     writer.run()

@@ -590,8 +590,7 @@ class Conversion:
         if self.output is None:
             return
         with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
-            # never below the keys on disk (a resume, or an interrupt while keys were set)
-            frames = max(self.output.frames_complete, frames_keyed(self.output.keys))
+            frames = self.output.settle()  # the keys on disk, if a stop cut a mark short
             rows = -(-frames // max(math.prod(self.output.scan_inner), 1))
             for path in self.output.datasets:
                 dataset = self.file[path]

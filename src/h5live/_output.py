@@ -218,6 +218,17 @@ class LiveOutput:
         self.status["frames_complete"][()] = frames
         self.status["frames_complete"].flush()
 
+    def settle(self) -> int:
+        """Make the count agree with the keys on disk and return it. A stop that lands inside
+        :meth:`mark` (a signal raises anywhere) can leave keys set, for flushed frames, ahead of
+        the count; the keys are the truth."""
+        keyed = frames_keyed(self.keys)
+        if keyed > int(self.status["frames_complete"][()]):
+            self.frames_complete = keyed
+            self.status["frames_complete"][()] = keyed
+            self.status["frames_complete"].flush()
+        return max(keyed, self.frames_complete)
+
     def finish(self, state: OutputState, stop_reason: str, message: str = "") -> None:
         """Record how the copy ended; set the finished flag if it is complete."""
         self.status["stop_reason"][()] = _text(stop_reason, _TEXT["stop_reason"])
