@@ -117,7 +117,7 @@ def _conversion_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "key_paths": args.keys,
         "finished_path": args.finished,
-        "compression": args.compression,
+        "compression": None if args.compression == "none" else args.compression,
         "compression_opts": args.compression_opts,
         "chunk_mb": args.chunk_mb,
         "chunk_shape": tuple(args.chunk_shape) if args.chunk_shape else None,
@@ -234,14 +234,17 @@ def _seconds(text: str) -> float | None:
     return value
 
 
-def _add_conversion_options(command: argparse.ArgumentParser) -> None:
+def _add_conversion_options(command: argparse.ArgumentParser, compression: str) -> None:
     """Source, output, chunk and buffer options (named as in hdmf), for copy and nwb."""
     command.add_argument(
         "--keys", type=_paths, help="key dataset paths, comma-separated (default: found)"
     )
     command.add_argument("--finished", help="finished dataset path (default: found in the file)")
     command.add_argument(
-        "--compression", default=None, help="gzip, lzf, zstd, lz4, blosc, blosc2, bitshuffle"
+        "--compression",
+        default=compression,
+        help="source (the source's filters; its chunks copied raw where they match), none, "
+        f"gzip, lzf, zstd, lz4, blosc, blosc2, bitshuffle (default {compression})",
     )
     command.add_argument(
         "--compression-opts", type=int, default=None, help="e.g. the gzip level (0-9)"
@@ -305,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument(
         "--data", type=_paths, help="data dataset paths, comma-separated (default: all that grow)"
     )
-    _add_conversion_options(copy)
+    _add_conversion_options(copy, "source")
     copy.set_defaults(run=_cmd_copy)
 
     nwb = sub.add_parser("nwb", help="convert a live source into an NWB file, as it is written")
@@ -322,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--rate", type=float, help="frames per second")
     timing.add_argument("--timestamps", help="timestamp dataset (default: found in the source)")
     nwb.add_argument("--metadata", help="YAML or JSON file of session metadata")
-    _add_conversion_options(nwb)
+    _add_conversion_options(nwb, "none")
     nwb.set_defaults(run=_cmd_nwb)
 
     simulate = sub.add_parser("simulate", help="write a simulated detector acquisition")

@@ -8,6 +8,9 @@ Contract
 - :func:`filter_options` gives h5py's ``create_dataset`` options; :func:`h5dataio_options`
   gives hdmf ``H5DataIO``'s, with ``allow_plugin_filters`` set for plugin filters.
 - An unknown name raises ``ValueError`` listing the known ones.
+- ``"source"`` (:data:`SOURCE`) is each source dataset's own filters, rebuilt by
+  :func:`source_compression` (shuffle, deflate, lzf, fletcher32 and plugin filters by id with
+  their ``cd_values``); with the source's chunks too, its stored chunks are copied raw.
 """
 
 from __future__ import annotations
@@ -15,9 +18,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PLUGIN_FILTERS", "filter_options", "h5dataio_options"]
+__all__ = [
+    "PLUGIN_FILTERS",
+    "SOURCE",
+    "filter_options",
+    "filter_pipeline",
+    "h5dataio_options",
+    "source_compression",
+]
 
 PLUGIN_FILTERS = ("zstd", "lz4", "blosc", "blosc2", "bitshuffle")
+
+#: The compression that keeps each source dataset's own filters.
+SOURCE = "source"
+
+_SHUFFLE, _DEFLATE, _FLETCHER32, _SZIP, _NBIT, _SCALEOFFSET, _LZF = 2, 1, 3, 4, 5, 6, 32000
+_BITSHUFFLE = 32008
 
 Compression = str | int | Mapping[str, Any] | None
 
@@ -36,7 +52,7 @@ def filter_options(compression: Compression) -> dict[str, Any]:
         return {"compression": compression}
     if compression not in PLUGIN_FILTERS:
         raise ValueError(
-            f"unknown compression {compression!r}. Fix: use one of gzip, lzf, "
+            f"unknown compression {compression!r}. Fix: use one of source, gzip, lzf, "
             f"{', '.join(PLUGIN_FILTERS)}, an hdf5plugin filter object or an HDF5 filter id."
         )
     import hdf5plugin
@@ -63,4 +79,57 @@ def h5dataio_options(
         import hdf5plugin  # noqa: F401  (registers the filters with HDF5)
     if shuffle:
         options["shuffle"] = True
+    return options
+
+
+def filter_pipeline(dataset: Any) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """``(filter id, cd_values)`` of each filter of ``dataset``, in pipeline order (flags left
+    out: they say whether a filter may be skipped, not how a chunk is encoded)."""
+    plist = dataset.id.get_create_plist()
+    pipeline = []
+    for k in range(plist.get_nfilters()):
+        code, _flags, values, _name = plist.get_filter(k)
+        pipeline.append((int(code), tuple(int(v) for v in values)))
+    return tuple(pipeline)
+
+
+def source_compression(dataset: Any) -> dict[str, Any]:
+    """``H5DataIO`` options that give a new dataset the filters of ``dataset``.
+
+    Raises
+    ------
+    ValueError
+        A filter h5py cannot set from ``H5DataIO`` options (szip, n-bit, scale-offset, two
+        compressors, shuffle after compression), named with the fix.
+    """
+    options: dict[str, Any] = {}
+    pipeline = list(filter_pipeline(dataset))
+    if pipeline and pipeline[0][0] == _SHUFFLE:
+        options["shuffle"] = True
+        pipeline.pop(0)
+    if pipeline and pipeline[-1][0] == _FLETCHER32:
+        options["fletcher32"] = True
+        pipeline.pop()
+    unsettable = (_SHUFFLE, _SZIP, _NBIT, _SCALEOFFSET)
+    if len(pipeline) > 1 or any(code in unsettable for code, _ in pipeline):
+        names = ", ".join(str(code) for code, _ in filter_pipeline(dataset))
+        raise ValueError(
+            f"the filters of {dataset.name!r} in {dataset.file.filename!r} (HDF5 filter ids "
+            f"{names}) cannot be rebuilt from H5DataIO options. Fix: pass a compression "
+            "(e.g. 'gzip' or 'zstd') for the copy."
+        )
+    if pipeline:
+        code, values = pipeline[0]
+        if code == _DEFLATE:
+            options.update(compression="gzip", compression_opts=values[0] if values else 4)
+        elif code == _LZF:
+            options["compression"] = "lzf"
+        else:
+            import hdf5plugin  # noqa: F401  (registers the plugin filters with HDF5)
+
+            options.update(compression=code, allow_plugin_filters=True)
+            if code == _BITSHUFFLE:  # stored: its version and item size, then the user's
+                values = values[3:]
+            if values:
+                options["compression_opts"] = values
     return options

@@ -22,6 +22,7 @@ Contract
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -31,15 +32,16 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from h5live._compression import SOURCE, Compression, h5dataio_options, source_compression
 from h5live._follow import FollowPolicy, KeyFollower
-from h5live._iterator import LiveDataChunkIterator
+from h5live._iterator import LiveDataChunkIterator, PassedChunk, written_selection
 from h5live._keys import refresh_dataset
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags, writer_flags
@@ -62,6 +64,15 @@ logger = logging.getLogger(__name__)
 # (measured in benchmarks/RESULTS.md); whole chunks are written once, so no cache is needed.
 OUTPUT_CHUNK_CACHE = 1 << 20
 
+#: With ``compression="source"``, a source's chunk shape is kept (and its chunks copied raw)
+#: if its chunks hold at least this many bytes; smaller ones (one frame of a few channels)
+#: would make millions of chunks.
+MIN_KEPT_CHUNK = 64 << 10
+
+#: Chunks of datasets converted beside the frames reach at least this size where the buffer
+#: allows (see ``_secondary_rows``).
+MIN_SECONDARY_CHUNK = 4 << 10
+
 
 @dataclass(frozen=True)
 class ConversionResult:
@@ -80,7 +91,11 @@ class ConversionResult:
     resumed_from
         The first frame this run wrote (0 unless resumed).
     seconds, bytes_written
-        Duration of this run and the data bytes it wrote.
+        Duration of this run and the data bytes it wrote (as stored: compressed bytes for
+        chunks copied raw).
+    chunk_copy
+        Per live dataset: ``"raw"`` if its stored chunks were copied without decoding (same
+        chunks and filters as the source), else ``"decoded: "`` and why not.
     """
 
     destination: str
@@ -90,6 +105,7 @@ class ConversionResult:
     resumed_from: int
     seconds: float
     bytes_written: int
+    chunk_copy: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,6 +209,48 @@ def writer_flags_or_zero(path: str) -> int:
         return 0
 
 
+def _secondary_rows(primary: LiveDataChunkIterator, frame_bytes: int) -> tuple[int, int]:
+    """Chunk and buffer rows of a dataset converted beside ``primary`` (timestamps beside
+    frames): chunks of a multiple of the primary's chunk rows that reach
+    ``MIN_SECONDARY_CHUNK`` bytes (one-frame chunks of 8-byte timestamps would be millions),
+    within the primary's buffer rows, and buffers of whole such chunks."""
+    rows, buffer = int(primary.chunk_shape[0]), int(primary.buffer_shape[0])
+    wanted = rows * max(1, -(-MIN_SECONDARY_CHUNK // max(rows * frame_bytes, 1)))
+    chunk = max(rows, min(wanted, buffer // rows * rows, primary.final_rows or wanted))
+    return chunk, max(chunk, buffer // chunk * chunk)
+
+
+def conversion_filters(
+    options: LiveOptions,
+    compression: Compression,
+    compression_opts: Any,
+    shuffle: bool,
+    sources: Sequence[Any],
+) -> tuple[LiveOptions, list[dict[str, Any]]]:
+    """The iterator options, and ``H5DataIO`` options per live dataset.
+
+    ``"source"`` keeps each dataset's own filters, and, when no chunk option is given, the
+    first's chunk shape if its chunks hold at least ``MIN_KEPT_CHUNK`` bytes: its stored chunks
+    are then copied raw.
+    """
+    if compression != SOURCE:
+        settings = h5dataio_options(compression, compression_opts, shuffle)
+        return options, [settings for _ in sources]
+    found = []
+    for dataset in sources:
+        try:
+            found.append(source_compression(dataset))
+        except ValueError as exc:
+            logger.warning("%s; it is written without compression", exc)
+            found.append({})
+    first = sources[0]
+    chosen = options.chunk_mb is not None or options.chunk_shape is not None
+    stored = 0 if first.chunks is None else math.prod(first.chunks) * first.dtype.itemsize
+    if not chosen and stored >= MIN_KEPT_CHUNK:
+        options = dataclasses.replace(options, chunk_shape=tuple(first.chunks))
+    return options, found
+
+
 class Conversion:
     """One live conversion: its source, follower, destination and bookkeeping.
 
@@ -235,6 +293,7 @@ class Conversion:
         self.iterators: list[LiveDataChunkIterator] = []
         self.start = 0
         self.written = 0
+        self.chunk_copy: dict[str, str] = {}
 
     # ------------------------------------------------------------------ files
 
@@ -388,7 +447,7 @@ class Conversion:
         sources: Sequence[Any],
         options: LiveOptions,
         chunk_rows: Sequence[int] | None = None,
-        start_row: int = 0,
+        start_rows: Sequence[int] | None = None,
     ) -> list[LiveDataChunkIterator]:
         """One iterator per live dataset, sharing the follower and the first's chunk and
         buffer rows (``chunk_rows``: a resumed destination's, per dataset)."""
@@ -406,10 +465,20 @@ class Conversion:
                     "buffer_shape": options.buffer_shape,
                 }
             else:
-                rows = chunk_rows[k] if chunk_rows is not None else iterators[0].chunk_shape[0]
+                buffer_rows = None
+                if chunk_rows is not None:
+                    rows = chunk_rows[k]
+                    if iterators and iterators[0].final_rows is not None:
+                        # chunks made while the length was unknown may exceed it
+                        rows = min(rows, iterators[0].final_rows)
+                    if iterators:
+                        buffer_rows = max(rows, iterators[0].buffer_shape[0] // rows * rows)
+                else:
+                    frame_bytes = dataset.dtype.itemsize * max(math.prod((*inner, *frame)), 1)
+                    rows, buffer_rows = _secondary_rows(iterators[0], frame_bytes)
                 shapes = {"chunk_shape": (rows, *inner, *frame)}
-                if iterators:
-                    shapes["buffer_shape"] = (iterators[0].buffer_shape[0], *inner, *frame)
+                if buffer_rows is not None:
+                    shapes["buffer_shape"] = (buffer_rows, *inner, *frame)
                 elif options.buffer_shape is not None:
                     shapes["buffer_shape"] = (options.buffer_shape[0], *inner, *frame)
                 else:
@@ -419,7 +488,7 @@ class Conversion:
                 LiveDataChunkIterator(
                     dataset,
                     follower=self.follower,
-                    start_row=start_row,
+                    start_row=start_rows[k] if start_rows is not None else 0,
                     max_latency_s=options.max_latency_s,
                     display_progress=progress,
                     progress_bar_class=options.progress_bar_class if progress else None,
@@ -427,6 +496,8 @@ class Conversion:
                     **shapes,
                 )
             )
+        for iterator in iterators[1:]:  # small datasets keep the first's pace
+            iterator.release_rows = math.gcd(iterator.release_rows, iterators[0].release_rows)
         self.iterators = iterators
         return iterators
 
@@ -464,21 +535,22 @@ class Conversion:
         rows = [int(t.chunks[0]) for t in targets]
         per_row = max(math.prod(output.scan_inner), 1)
         complete = min(output.frames_complete, frames_keyed(output.keys))
-        step = math.lcm(*rows)
-        start_row = complete // per_row // step * step
-        self.start = start_row * per_row
-        self._check_same_frames(targets, sources, start_row)
-        iterators = self.live_iterators(sources, options, rows, start_row)
-        output.frames_complete = complete  # rows from start_row on are rewritten, the same
+        starts = [complete // per_row // r * r for r in rows]  # each its last whole chunk row
+        self.start = min(starts) * per_row
+        self._check_same_frames(targets, sources, starts)
+        iterators = self.live_iterators(sources, options, rows, starts)
+        output.frames_complete = complete  # rows from the starts on are rewritten, the same
         output.claim()
         output.reopen()
         return list(zip(targets, iterators, strict=True))
 
-    def _check_same_frames(self, targets: Sequence[Any], sources: Sequence[Any], row: int) -> None:
+    def _check_same_frames(
+        self, targets: Sequence[Any], sources: Sequence[Any], rows: Sequence[int]
+    ) -> None:
         """Refuse to resume from a source that is not the one converted so far (the same path
         can hold a new acquisition): same dtype and frame shape, and the last chunk row kept
-        equal to the source's."""
-        for target, source in zip(targets, sources, strict=True):
+        (before ``rows``, per dataset) equal to the source's."""
+        for target, source, row in zip(targets, sources, rows, strict=True):
             problem = ""
             if target.dtype != source.dtype or target.shape[1:] != source.shape[1:]:
                 problem = (
@@ -508,7 +580,7 @@ class Conversion:
         """A coverage per live iterator and the space check, for code that writes chunks."""
         output = self._live_output()
         rank = self.follower.scan_rank
-        coverage = [_Coverage(output.scan_inner, rank, self.start) for _ in self.iterators]
+        coverage = [_Coverage(output.scan_inner, rank, it.start_frame) for it in self.iterators]
         return coverage, _Space(self.file.filename)
 
     def write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> None:
@@ -517,6 +589,7 @@ class Conversion:
         output = self._live_output()
         coverage, space = self.progress()
         datasets = [dataset for dataset, _ in pairs]
+        self.pass_chunks([(d.name, d, i) for d, i in pairs], space)
         queue: deque[int] = deque(range(len(pairs)))
         while queue:
             check_stop()
@@ -528,11 +601,25 @@ class Conversion:
                 continue
             space.check(chunk.data.nbytes)
             dataset.id.extend(chunk.get_min_bounds())
-            dataset[chunk.selection] = chunk.data
-            self.written += chunk.data.nbytes
-            coverage[k].add(chunk.selection)
+            if not isinstance(chunk, PassedChunk):  # (a passed chunk is written already)
+                dataset[chunk.selection] = chunk.data
+            self.count(chunk)
+            coverage[k].add(written_selection(chunk))
             output.mark(min(c.prefix for c in coverage), datasets)
             queue.append(k)
+
+    def pass_chunks(
+        self, targets: Sequence[tuple[str, Any, LiveDataChunkIterator]], space: _Space
+    ) -> None:
+        """Let each iterator copy stored chunks raw into its destination dataset where the
+        chunks and filters match (``targets``: path, dataset, iterator); record which do."""
+        for path, dataset, iterator in targets:
+            refusal = iterator.pass_chunks_to(dataset, space.check)
+            self.chunk_copy[path] = "raw" if refusal is None else f"decoded: {refusal}"
+
+    def count(self, chunk: Any) -> None:
+        """Add a handed-out chunk's bytes to the bytes written."""
+        self.written += getattr(chunk, "stored_bytes", chunk.data.nbytes)
 
     @contextlib.contextmanager
     def guarded(self) -> Iterator[None]:
@@ -580,6 +667,7 @@ class Conversion:
             resumed_from=self.start,
             seconds=round(time.monotonic() - self.began, 3),
             bytes_written=self.written,
+            chunk_copy=dict(self.chunk_copy),
         )
 
     def _finish(self, state: str, reason: str, message: str) -> None:

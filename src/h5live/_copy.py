@@ -32,8 +32,8 @@ import h5py
 from hdmf.backends.hdf5.h5_utils import H5DataIO
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
-from h5live._compression import Compression, h5dataio_options
-from h5live._convert import Conversion, ConversionResult, LiveOptions
+from h5live._compression import SOURCE, Compression
+from h5live._convert import Conversion, ConversionResult, LiveOptions, conversion_filters
 from h5live._follow import KeyFollower
 from h5live._iterator import LiveDataChunkIterator
 from h5live._output import HDF5_LAYOUT
@@ -108,7 +108,7 @@ def copy_live(
     datasets: Sequence[str] | None = None,
     key_paths: Sequence[str] | None = None,
     finished_path: str | None = None,
-    compression: Compression = None,
+    compression: Compression = SOURCE,
     compression_opts: Any = None,
     shuffle: bool = False,
     chunk_mb: float | None = None,
@@ -137,8 +137,10 @@ def copy_live(
     key_paths, finished_path
         The source's keys and finished flag (default: found in the known layouts).
     compression, compression_opts, shuffle
-        The copy's filters: ``"gzip"`` (with a level), ``"lzf"``, an hdf5plugin filter name or
-        object (``"zstd"``, ``hdf5plugin.Blosc(...)``), as for ``H5DataIO``.
+        The copy's filters: ``"source"`` (the default: each dataset's own filters, and the
+        source's chunks where they hold at least 64 KiB, so that stored chunks are copied raw,
+        never decoded), ``None``, ``"gzip"`` (with a level), ``"lzf"``, an hdf5plugin filter
+        name or object (``"zstd"``, ``hdf5plugin.Blosc(...)``), as for ``H5DataIO``.
     chunk_mb, chunk_shape, buffer_gb, buffer_shape
         As for :class:`~h5live.LiveDataChunkIterator`, for the first data dataset; the others
         get the same chunk and buffer rows.
@@ -198,16 +200,20 @@ def copy_live(
             )
         sources = conversion.live_datasets(paths)  # before the destination is touched
         paths = [dataset.name for dataset in sources]
+        options, filters = conversion_filters(
+            options, compression, compression_opts, shuffle, sources
+        )
         if conversion.open_destination():
             pairs = conversion.resume_iterators(options, sources)
         else:
             iterators = conversion.live_iterators(sources, options)
             skip = {*paths, *_bookkeeping(follower), HDF5_LAYOUT.status, HDF5_LAYOUT.keys}
             _copy_static(source_file, conversion.file, skip)
-            compression_settings = h5dataio_options(compression, compression_opts, shuffle)
             pairs = []
-            for path, iterator, dataset in zip(paths, iterators, sources, strict=True):
-                made = create_like_hdmf(conversion.file, path, iterator, compression_settings)
+            for path, iterator, dataset, settings in zip(
+                paths, iterators, sources, filters, strict=True
+            ):
+                made = create_like_hdmf(conversion.file, path, iterator, settings)
                 made.attrs.update(dataset.attrs)
                 pairs.append((made, iterator))
             conversion.create_output(paths)

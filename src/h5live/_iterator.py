@@ -38,11 +38,12 @@ import numpy.typing as npt
 from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
 from h5live._follow import FollowPolicy, KeyFollower
+from h5live._passthrough import RawChunkCopy, passthrough_refusal
 from h5live._read import FrameReader, read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset
 from h5live.errors import FollowTimeout
 
-__all__ = ["LiveDataChunkIterator"]
+__all__ = ["LiveDataChunkIterator", "PassedChunk", "written_selection"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,27 @@ def _with_frames(parts: Sequence[Selection], frame_tiles: list[list[slice]]) -> 
             yield (*part, *frame_part)
 
 
+class PassedChunk(DataChunk):  # type: ignore[misc]
+    """A chunk whose stored bytes were copied raw into the destination already.
+
+    Its ``selection`` is empty, at the end of ``copied``, so that a writer that writes it as any
+    DataChunk (HDF5IO) grows the dataset to it and writes nothing; ``copied`` is the selection
+    that was copied, ``stored_bytes`` the bytes copied (compressed).
+    """
+
+    def __init__(self, copied: Selection, stored_bytes: int, dtype: np.dtype[Any]) -> None:
+        rest = copied[1:]
+        empty = np.empty((0, *(s.stop - s.start for s in rest)), dtype=dtype)
+        super().__init__(data=empty, selection=(slice(copied[0].stop, copied[0].stop), *rest))
+        self.copied = copied
+        self.stored_bytes = stored_bytes
+
+
+def written_selection(chunk: DataChunk) -> Selection:
+    """The selection of the destination that a handed-out chunk fills once written."""
+    return tuple(getattr(chunk, "copied", chunk.selection))
+
+
 class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     """A GenericDataChunkIterator that reads a live source, frame-complete and chunk-aligned.
 
@@ -143,6 +165,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         the timestamps'), since a dataset must not be open twice in a process.
     frames_done
         Frames handed out so far.
+    start_frame
+        The first frame handed out (the frames before ``start_row``).
 
     Raises
     ------
@@ -256,7 +280,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 f"{self.chunk_shape[0]}), got {start!r}. Fix: round it down to a multiple of "
                 "chunk_shape[0]; rewriting whole chunks is harmless."
             )
-        self._skipped = start * max(int(math.prod(self._inner)), 1)  # frames before start_row
+        self.start_frame = start * max(int(math.prod(self._inner)), 1)  # frames before start_row
         self._live = self._final is None
         if self._live:
             self.num_buffers = None
@@ -277,6 +301,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         # any waiting), and with the chunk before it is handed out.
         self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk | None], None] | None = None
         self.frames_done = 0
+        self.passthrough: RawChunkCopy | None = None
+        # Rows released early for the latency bound come in multiples of this (chunk rows: every
+        # chunk written once). A conversion lowers it for small datasets that share a writer's
+        # pace with big ones (timestamps beside frames), whose chunks may then be written twice.
+        self.release_rows = int(self.chunk_shape[0])
         self.buffer_selection_generator = self._selections()
 
     # ------------------------------------------------------------------ source
@@ -536,7 +565,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         # Row r of the block is complete when its last frame, r * inner + offset, is.
         offset = _last_frame((slice(0, 1), *block[1:]), self._grid(block))
         rows = (self.follower.current_max - offset) // inner + 1 - start
-        step = int(self.chunk_shape[0])
+        step = self.release_rows
         return max(0, min(rows, stop - start - 1)) // step * step
 
     def _ready(self, block: Selection) -> tuple[list[Selection], Selection | None, bool]:
@@ -566,7 +595,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         latency = self._options["max_latency_s"]
         clock = self.follower.clock
         first = _first_frame(block, self._grid(block))
-        step = self.chunk_shape[0]
+        step = self.release_rows
         first_row = (slice(block[0].start, block[0].start + step), *block[1:])
         while True:
             if not self._wait(first):  # the oldest frame of the block
@@ -621,6 +650,19 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             self._park()
 
     def _read_complete(self, selection: Selection) -> npt.NDArray[Any]:
+        first, last = self._await(selection)
+        out = self._out(selection)
+        inner = selection[1 : self.scan_rank]
+        frames = selection[self.scan_rank :]
+        whole = zip((*inner, *frames), (*self._inner, *self.frame_shape), strict=True)
+        if all(s.stop - s.start == n for s, n in whole):
+            # whole rows of whole frames: frames first..last, read chunk by chunk where faster
+            return self._reader.read_frames(first, last + 1, out=out)[0]
+        return read_selection(self.dataset, selection, first, last + 1, out)
+
+    def _await(self, selection: Selection) -> tuple[int, int]:
+        """Wait until the selection's frames are complete and refresh the data to them; its
+        first and last flat frame."""
         scan = selection[: self.scan_rank]
         grid = self._scan_shape(max(scan[0].stop, 1))
         first = int(np.ravel_multi_index([s.start for s in scan], grid))
@@ -635,14 +677,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if self.follower.current_max > self._frontier_at_refresh:
             self._frontier_at_refresh = self.follower.current_max
             self._reader.refresh(self._frontier_at_refresh)
-        out = self._out(selection)
-        inner = selection[1 : self.scan_rank]
-        frames = selection[self.scan_rank :]
-        whole = zip((*inner, *frames), (*self._inner, *self.frame_shape), strict=True)
-        if all(s.stop - s.start == n for s, n in whole):
-            # whole rows of whole frames: frames first..last, read chunk by chunk where faster
-            return self._reader.read_frames(first, last + 1, out=out)[0]
-        return read_selection(self.dataset, selection, first, last + 1, out)
+        return first, last
 
     def _out(self, selection: Selection) -> npt.NDArray[Any]:
         """An array for ``selection``'s data: a view of the buffer if the consumer has let go
@@ -669,17 +704,53 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         except StopIteration:
             self._finish_progress()
             raise
-        data = self._get_data(selection)
+        chunk = self._passed(selection) if self.passthrough is not None else None
+        if chunk is None:
+            chunk = DataChunk(data=self._get_data(selection), selection=selection)
         frames = 0  # frames are counted with their first tile when buffers split the frame
         if all(s.start == 0 for s in selection[self.scan_rank :]):
             frames = math.prod(s.stop - s.start for s in selection[: self.scan_rank])
         self.frames_done += frames
         if self.progress_bar is not None:
-            self._update_progress(frames, data.nbytes)
-        chunk = DataChunk(data=data, selection=selection)
+            size = math.prod(s.stop - s.start for s in selection) * self.dataset.dtype.itemsize
+            self._update_progress(frames, size)
         if self._on_chunk is not None:
             self._on_chunk(self, chunk)
         return chunk
+
+    # ------------------------------------------------------------------ raw chunks
+
+    def pass_chunks_to(
+        self, destination: Any, before_write: Callable[[int], None] | None = None
+    ) -> str | None:
+        """Copy the source's stored chunks into ``destination`` as they are, without decoding
+        and re-encoding, if its chunks, filters and dtype are the source's; the reason if not.
+
+        Chunks made of whole stored chunks are then copied when they are handed out, and handed
+        out as :class:`PassedChunk` (written already); the rest (a stopped scan's partial tail)
+        are read as usual. ``before_write(nbytes)`` runs before each copy.
+        """
+        refusal = passthrough_refusal(self.dataset, destination)
+        self.passthrough = (
+            None if refusal else RawChunkCopy(self.dataset, destination, before_write)
+        )
+        if refusal:
+            logger.info("%s: chunks are decoded and re-encoded: %s", self.dataset.name, refusal)
+        return refusal
+
+    def _passed(self, selection: Selection) -> PassedChunk | None:
+        """Copy ``selection``'s stored chunks raw, once its frames are complete; None if it is
+        not made of whole stored chunks (or one is not stored)."""
+        copier = self.passthrough
+        if copier is None or self._parked:
+            return None
+        self._await(selection)
+        if not copier.aligned(selection):
+            return None
+        nbytes = copier.copy(selection)
+        if nbytes is None:
+            return None
+        return PassedChunk(selection, nbytes, self._dtype_of())
 
     # ------------------------------------------------------------------ progress
 
@@ -690,7 +761,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
         options = dict(options)
         options.pop("total", None)
-        total = math.prod(self._final) - self._skipped if self._final is not None else None
+        total = math.prod(self._final) - self.start_frame if self._final is not None else None
         self.progress_bar = (bar_class or tqdm)(total=total, unit="frame", **options)
         self._progress_started = time.monotonic()
         self._progress_bytes = 0
@@ -699,7 +770,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         bar: Any = self.progress_bar
         self._progress_bytes += nbytes
         elapsed = max(time.monotonic() - self._progress_started, 1e-9)
-        lag = self.follower.current_max + 1 - self._skipped - self.frames_done
+        lag = self.follower.current_max + 1 - self.start_frame - self.frames_done
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(f"{self._progress_bytes / elapsed / 1e6:.1f} MB/s, lag {lag}")
         self._known_total(bar)
@@ -708,7 +779,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _known_total(self, bar: Any) -> None:
         """Give the bar its total once the writer has stopped: the complete frames."""
         if getattr(bar, "total", 0) is None and self.follower.stop_reason is not None:
-            bar.total = self.follower.current_max + 1 - self._skipped
+            bar.total = self.follower.current_max + 1 - self.start_frame
 
     def _finish_progress(self) -> None:
         bar = getattr(self, "progress_bar", None)  # None also before the bar is made

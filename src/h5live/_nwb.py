@@ -36,16 +36,17 @@ from typing import Any
 import h5py
 import numpy as np
 
-from h5live._compression import Compression, h5dataio_options
+from h5live._compression import SOURCE, Compression
 from h5live._convert import (
     OUTPUT_CHUNK_CACHE,
     Conversion,
     ConversionResult,
     LiveOptions,
     check_stop,
+    conversion_filters,
 )
 from h5live._copy import data_datasets
-from h5live._iterator import LiveDataChunkIterator
+from h5live._iterator import LiveDataChunkIterator, written_selection
 from h5live._output import NWB_LAYOUT
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
@@ -249,6 +250,9 @@ class _Writing:
         self.conversion.create_output(self.paths, self.source_paths)
         self.conversion.file.swmr_mode = True
         self.coverage, self.space = self.conversion.progress()
+        file, iterators = self.conversion.file, self.conversion.iterators
+        targets = [(p, file[p], it) for p, it in zip(self.paths, iterators, strict=True)]
+        self.conversion.pass_chunks(targets, self.space)
 
     def __call__(self, iterator: LiveDataChunkIterator, chunk: Any | None) -> None:
         """HDF5IO asks ``iterator`` for a chunk (``None``), or is about to get ``chunk``."""
@@ -259,8 +263,8 @@ class _Writing:
             return
         k = self.conversion.iterators.index(iterator)
         self.space.check(chunk.data.nbytes)
-        self.pending[k] = chunk.selection
-        self.conversion.written += chunk.data.nbytes
+        self.pending[k] = written_selection(chunk)
+        self.conversion.count(chunk)
 
     def done(self) -> None:
         """HDF5IO has written every chunk it was given."""
@@ -390,6 +394,9 @@ def to_nwb(
                 )
         sources = conversion.live_datasets([frames_path] + ([times_path] if times_path else []))
         live = [dataset.name for dataset in sources]  # checked before the destination is touched
+        options, filters = conversion_filters(
+            options, compression, compression_opts, False, sources
+        )
         if resume and Path(nwbfile_path).exists():
             conversion.open_destination()
             pairs = conversion.resume_iterators(options, sources)
@@ -399,13 +406,14 @@ def to_nwb(
             return conversion.end()
         # The NWB objects are made (and the metadata checked) before the destination is touched.
         iterators = conversion.live_iterators(sources, options)
-        settings = h5dataio_options(compression, compression_opts)
         from hdmf.backends.hdf5.h5_utils import H5DataIO
 
         with warnings.catch_warnings():  # plugin filters are what the caller asked for
             warnings.filterwarnings("ignore", "[0-9]+ compression may not be available")
-            frames = H5DataIO(iterators[0], **settings)
-        times = H5DataIO(iterators[1]) if times_path else None
+            frames = H5DataIO(iterators[0], **filters[0])
+            # timestamps: small, uncompressed unless they keep the source's filters
+            times_filters = filters[-1] if compression == SOURCE else {}
+            times = H5DataIO(iterators[1], **times_filters) if times_path else None
         try:
             nwbfile = _nwbfile(meta, times is not None)
             series = _series(
