@@ -62,10 +62,30 @@ def test_other_chunks_or_filters_are_decoded_and_say_why(simulated_writer, tmp_p
     )
     assert other_filters.chunk_copy[DATA].startswith("decoded: filters differ")
     plain = copy_live(writer.path, tmp_path / "c.h5", compression=None, chunk_shape=same_chunks)
-    assert plain.chunk_copy[DATA].startswith("decoded: filters differ")
+    assert plain.chunk_copy[DATA] == "direct"  # decoded, then written past the chunk cache
     for name in ("a.h5", "b.h5", "c.h5"):
         with h5py.File(tmp_path / name, "r") as f:
             np.testing.assert_array_equal(f[DATA][...], expected(24))
+
+
+@pytest.mark.parametrize(
+    ("chunks", "frames"), [((8, *FRAME), 60), ((1, 64, 256), 12), ((4, *FRAME), 12)]
+)
+def test_unfiltered_copies_write_whole_decoded_chunks_directly(
+    simulated_writer, tmp_path, chunks, frames
+):
+    """Whole chunks of whole frames go in with write_direct_chunk; tiles of frames and the
+    partial last chunk row (60 frames in chunks of 8) through h5py as usual."""
+    writer = simulated_writer(scan_shape=(frames,), frame_shape=FRAME, compression="lz4")
+    writer.run()
+    writer.close()
+    result = copy_live(writer.path, tmp_path / "copy.h5", compression=None, chunk_shape=chunks)
+    assert result.chunk_copy == {DATA: "direct"}
+    assert result.bytes_written == frames * FRAME[0] * FRAME[1] * 2
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        assert f[DATA].chunks == chunks
+        assert filter_pipeline(f[DATA]) == ()
+        np.testing.assert_array_equal(f[DATA][...], expected(frames))
 
 
 def test_small_source_chunks_keep_their_filters_not_their_shape(simulated_writer, tmp_path):

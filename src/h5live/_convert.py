@@ -94,8 +94,9 @@ class ConversionResult:
         Duration of this run and the data bytes it wrote (as stored: compressed bytes for
         chunks copied raw).
     chunk_copy
-        Per live dataset: ``"raw"`` if its stored chunks were copied without decoding (same
-        chunks and filters as the source), else ``"decoded: "`` and why not.
+        Per live dataset, how its chunks were written: ``"raw"`` (stored chunks copied,
+        never decoded: same chunks and filters as the source), ``"direct"`` (decoded, written
+        whole past HDF5's chunk cache: no filters), else ``"decoded: "`` and why not raw.
     """
 
     destination: str
@@ -611,11 +612,10 @@ class Conversion:
     def pass_chunks(
         self, targets: Sequence[tuple[str, Any, LiveDataChunkIterator]], space: _Space
     ) -> None:
-        """Let each iterator copy stored chunks raw into its destination dataset where the
-        chunks and filters match (``targets``: path, dataset, iterator); record which do."""
+        """Let each iterator write its chunks into its destination dataset by itself where it
+        can (``targets``: path, dataset, iterator); record how each does."""
         for path, dataset, iterator in targets:
-            refusal = iterator.pass_chunks_to(dataset, space.check)
-            self.chunk_copy[path] = "raw" if refusal is None else f"decoded: {refusal}"
+            self.chunk_copy[path] = iterator.write_chunks_to(dataset, space.check)
 
     def count(self, chunk: Any) -> None:
         """Add a handed-out chunk's bytes to the bytes written."""

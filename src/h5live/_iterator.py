@@ -38,7 +38,7 @@ import numpy.typing as npt
 from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
 from h5live._follow import FollowPolicy, KeyFollower
-from h5live._passthrough import RawChunkCopy, passthrough_refusal
+from h5live._passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 from h5live._read import FrameReader, read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset
 from h5live.errors import FollowTimeout
@@ -301,7 +301,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         # any waiting), and with the chunk before it is handed out.
         self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk | None], None] | None = None
         self.frames_done = 0
-        self.passthrough: RawChunkCopy | None = None
+        self.passthrough: RawChunkCopy | DirectChunkWrite | None = None
         # Rows released early for the latency bound come in multiples of this (chunk rows: every
         # chunk written once). A conversion lowers it for small datasets that share a writer's
         # pace with big ones (timestamps beside frames), whose chunks may then be written twice.
@@ -720,34 +720,52 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ raw chunks
 
-    def pass_chunks_to(
+    def write_chunks_to(
         self, destination: Any, before_write: Callable[[int], None] | None = None
-    ) -> str | None:
-        """Copy the source's stored chunks into ``destination`` as they are, without decoding
-        and re-encoding, if its chunks, filters and dtype are the source's; the reason if not.
+    ) -> str:
+        """Write chunks into ``destination`` (the dataset a consumer writes them to) by
+        itself, past HDF5's chunk cache, where that is possible; return how:
 
-        Chunks made of whole stored chunks are then copied when they are handed out, and handed
-        out as :class:`PassedChunk` (written already); the rest (a stopped scan's partial tail)
-        are read as usual. ``before_write(nbytes)`` runs before each copy.
+        - ``"raw"``: its chunks, filters and dtype are the source's, so stored chunks are
+          copied as they are, never decoded and re-encoded;
+        - ``"direct"``: it has no filters, so decoded whole chunks go in with
+          ``write_direct_chunk``;
+        - ``"decoded: ..."`` with the reason: chunks are handed out to be written as usual.
+
+        Chunks written here are handed out as :class:`PassedChunk` (empty, written already);
+        the rest (a stopped scan's partial tail, tiles of frames) as usual.
+        ``before_write(nbytes)`` runs before each write.
         """
         refusal = passthrough_refusal(self.dataset, destination)
-        self.passthrough = (
-            None if refusal else RawChunkCopy(self.dataset, destination, before_write)
-        )
-        if refusal:
-            logger.info("%s: chunks are decoded and re-encoded: %s", self.dataset.name, refusal)
-        return refusal
+        if refusal is None:
+            self.passthrough = RawChunkCopy(self.dataset, destination, before_write)
+            return "raw"
+        direct = DirectChunkWrite.refusal(destination)
+        if direct is None:
+            self.passthrough = DirectChunkWrite(destination, before_write)
+            return "direct"
+        self.passthrough = None
+        logger.info("%s: chunks are decoded and re-encoded: %s", self.dataset.name, refusal)
+        return f"decoded: {refusal}"
 
-    def _passed(self, selection: Selection) -> PassedChunk | None:
-        """Copy ``selection``'s stored chunks raw, once its frames are complete; None if it is
-        not made of whole stored chunks (or one is not stored)."""
-        copier = self.passthrough
-        if copier is None or self._parked:
+    def _passed(self, selection: Selection) -> DataChunk | None:
+        """Write ``selection``'s chunks into the destination once its frames are complete;
+        None if that is not possible for this selection."""
+        writer = self.passthrough
+        if writer is None or self._parked:
             return None
+        if isinstance(writer, DirectChunkWrite):
+            if not writer.fits(selection):
+                return None
+            data = self._read_complete(selection)
+            if not data.flags.c_contiguous:
+                return DataChunk(data=data, selection=selection)
+            writer.write(selection, data)
+            return PassedChunk(selection, data.nbytes, self._dtype_of())
         self._await(selection)
-        if not copier.aligned(selection):
+        if not writer.aligned(selection):
             return None
-        nbytes = copier.copy(selection)
+        nbytes = writer.copy(selection)
         if nbytes is None:
             return None
         return PassedChunk(selection, nbytes, self._dtype_of())
