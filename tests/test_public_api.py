@@ -25,12 +25,18 @@ def test_h5live_all():
             "RowKeyFollower",
             "SliceDict",
             "SourceSpec",
+            "Stage",
+            "StageChain",
             "StopReason",
             "__version__",
+            "bin_frames",
+            "cast_frames",
             "chunk_utils",
             "copy_live",
+            "crop_frames",
             "errors",
             "open_source",
+            "sum_frames",
             "to_nwb",
             "utils",
         ]
@@ -58,6 +64,7 @@ def test_errors_all():
             "OutputExistsError",
             "ScanShapeError",
             "SourceNotReadyError",
+            "StageError",
         ]
     )
 

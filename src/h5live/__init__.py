@@ -18,6 +18,14 @@ from h5live._nwb import to_nwb
 from h5live._read import FrameReader, SliceDict
 from h5live._rows import RowKeyFollower
 from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
+from h5live._stages import (
+    Stage,
+    StageChain,
+    bin_frames,
+    cast_frames,
+    crop_frames,
+    sum_frames,
+)
 
 try:
     __version__ = version("h5live")
@@ -37,12 +45,18 @@ __all__ = [
     "RowKeyFollower",
     "SliceDict",
     "SourceSpec",
+    "Stage",
+    "StageChain",
     "StopReason",
     "__version__",
+    "bin_frames",
+    "cast_frames",
     "chunk_utils",
     "copy_live",
+    "crop_frames",
     "errors",
     "open_source",
+    "sum_frames",
     "to_nwb",
     "utils",
 ]

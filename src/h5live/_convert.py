@@ -31,7 +31,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from h5live._keys import refresh_dataset
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags, writer_flags
 from h5live._source import SourceSpec, get_dataset
+from h5live._stages import Stage, StageChain
 from h5live.errors import OutputError, OutputExistsError
 
 __all__ = [
@@ -124,6 +125,8 @@ class LiveOptions:
     display_progress: bool = False
     progress_bar_class: Callable[..., Any] | None = None
     progress_bar_options: dict[str, Any] | None = None
+    #: processing stages per source dataset path
+    stages: Mapping[str, Sequence[Stage]] = field(default_factory=dict)
 
 
 class Stopped(KeyboardInterrupt):
@@ -221,6 +224,29 @@ def _secondary_rows(primary: LiveDataChunkIterator, frame_bytes: int) -> tuple[i
     return chunk, max(chunk, buffer // chunk * chunk)
 
 
+def stages_by_path(
+    stages: Sequence[Stage] | Mapping[str, Sequence[Stage]] | Stage | None, sources: Sequence[Any]
+) -> dict[str, Sequence[Stage]]:
+    """Stages per source dataset path: a list (or one stage) goes to the dataset with the
+    largest frames (the detector's); a mapping names its datasets, each one of ``sources``."""
+    if not stages:
+        return {}
+    if isinstance(stages, Mapping):
+        names = {dataset.name for dataset in sources}
+        chosen: dict[str, Sequence[Stage]] = {
+            "/" + path.lstrip("/"): list(chain) for path, chain in stages.items()
+        }
+        unknown = sorted(set(chosen) - names)
+        if unknown:
+            raise ValueError(
+                f"stages are given for {unknown}, which are not converted live (the live "
+                f"datasets are {sorted(names)}). Fix: name live datasets, or add them (--data)."
+            )
+        return chosen
+    largest = max(sources, key=lambda d: (math.prod(d.shape[1:]), d.name == "/entry/data/data"))
+    return {largest.name: [stages] if isinstance(stages, Stage) else list(stages)}
+
+
 def conversion_filters(
     options: LiveOptions,
     compression: Compression,
@@ -230,9 +256,9 @@ def conversion_filters(
 ) -> tuple[LiveOptions, list[dict[str, Any]]]:
     """The iterator options, and ``H5DataIO`` options per live dataset.
 
-    ``"source"`` keeps each dataset's own filters, and, when no chunk option is given, the
-    first's chunk shape if its chunks hold at least ``MIN_KEPT_CHUNK`` bytes: its stored chunks
-    are then copied raw.
+    ``"source"`` keeps each dataset's own filters, and, when no chunk option and no stage is
+    given, the first's chunk shape if its chunks hold at least ``MIN_KEPT_CHUNK`` bytes: its
+    stored chunks are then copied raw.
     """
     if compression != SOURCE:
         settings = h5dataio_options(compression, compression_opts, shuffle)
@@ -246,6 +272,7 @@ def conversion_filters(
             found.append({})
     first = sources[0]
     chosen = options.chunk_mb is not None or options.chunk_shape is not None
+    chosen = chosen or bool(options.stages.get(first.name))  # its frames change
     stored = 0 if first.chunks is None else math.prod(first.chunks) * first.dtype.itemsize
     if not chosen and stored >= MIN_KEPT_CHUNK:
         options = dataclasses.replace(options, chunk_shape=tuple(first.chunks))
@@ -456,7 +483,9 @@ class Conversion:
         inner = tuple(self.follower.key_datasets[0].shape[1:rank])
         iterators: list[LiveDataChunkIterator] = []
         for k, dataset in enumerate(sources):
-            frame = tuple(dataset.shape[rank:])
+            stages = tuple(options.stages.get(dataset.name, ()))
+            # what is written: the frames after the stages
+            frame = StageChain(stages, dataset.shape[rank:], dataset.dtype).frame_shape
             shapes: dict[str, Any]
             if k == 0 and chunk_rows is None:
                 shapes = {
@@ -490,6 +519,7 @@ class Conversion:
                     dataset,
                     follower=self.follower,
                     start_row=start_rows[k] if start_rows is not None else 0,
+                    stages=stages,
                     max_latency_s=options.max_latency_s,
                     display_progress=progress,
                     progress_bar_class=options.progress_bar_class if progress else None,
@@ -538,30 +568,36 @@ class Conversion:
         complete = min(output.frames_complete, frames_keyed(output.keys))
         starts = [complete // per_row // r * r for r in rows]  # each its last whole chunk row
         self.start = min(starts) * per_row
-        self._check_same_frames(targets, sources, starts)
         iterators = self.live_iterators(sources, options, rows, starts)
+        self._check_same_frames(targets, iterators, starts)
         output.frames_complete = complete  # rows from the starts on are rewritten, the same
         output.claim()
         output.reopen()
         return list(zip(targets, iterators, strict=True))
 
     def _check_same_frames(
-        self, targets: Sequence[Any], sources: Sequence[Any], rows: Sequence[int]
+        self,
+        targets: Sequence[Any],
+        iterators: Sequence[LiveDataChunkIterator],
+        rows: Sequence[int],
     ) -> None:
         """Refuse to resume from a source that is not the one converted so far (the same path
-        can hold a new acquisition): same dtype and frame shape, and the last chunk row kept
-        (before ``rows``, per dataset) equal to the source's."""
-        for target, source, row in zip(targets, sources, rows, strict=True):
-            problem = ""
-            if target.dtype != source.dtype or target.shape[1:] != source.shape[1:]:
+        can hold a new acquisition): same dtype and frame shape (after the stages), and the last
+        chunk row kept (before ``rows``, per dataset) equal to the source's."""
+        for target, iterator, row in zip(targets, iterators, rows, strict=True):
+            source, problem = iterator.dataset, ""
+            frames = tuple(iterator.maxshape[1:])
+            if target.dtype != iterator.dtype or tuple(target.shape[1:]) != frames:
                 problem = (
-                    f"{source.name!r} has dtype {source.dtype} and frames {source.shape[1:]}, "
-                    f"the output {target.dtype} and {target.shape[1:]}"
+                    f"{source.name!r} gives dtype {iterator.dtype} and frames {frames}, "
+                    f"the output has {target.dtype} and {target.shape[1:]}"
                 )
             elif row > 0:
                 last = slice(max(0, row - int(target.chunks[0])), row)
                 refresh_dataset(source)
-                if source.shape[0] < row or not np.array_equal(target[last], source[last]):
+                if source.shape[0] < row or not np.array_equal(
+                    target[last], iterator.stages(source[last])
+                ):
                     problem = f"rows {last.start}..{last.stop - 1} of {source.name!r} differ"
             if problem:
                 raise OutputExistsError(

@@ -23,9 +23,10 @@ Contract
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -33,10 +34,17 @@ from hdmf.backends.hdf5.h5_utils import H5DataIO
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
 from h5live._compression import SOURCE, Compression
-from h5live._convert import Conversion, ConversionResult, LiveOptions, conversion_filters
+from h5live._convert import (
+    Conversion,
+    ConversionResult,
+    LiveOptions,
+    conversion_filters,
+    stages_by_path,
+)
 from h5live._follow import KeyFollower
 from h5live._iterator import LiveDataChunkIterator
 from h5live._output import HDF5_LAYOUT
+from h5live._stages import Stage
 from h5live.errors import H5LiveError
 
 __all__ = ["copy_live", "create_like_hdmf", "data_datasets"]
@@ -124,6 +132,7 @@ def copy_live(
     display_progress: bool = False,
     progress_bar_class: Callable[..., Any] | None = None,
     progress_bar_options: dict[str, Any] | None = None,
+    stages: Sequence[Stage] | Mapping[str, Sequence[Stage]] | None = None,
 ) -> ConversionResult:
     """Copy a live source into an HDF5 file, incrementally, as a live source itself.
 
@@ -154,6 +163,11 @@ def copy_live(
         Continue an existing copy of this source, or replace an existing file.
     display_progress, progress_bar_class, progress_bar_options
         A tqdm progress bar (frames, MB/s, lag behind the writer).
+    stages
+        Processing stages (:class:`h5live.Stage`) applied to each buffer of complete frames
+        before it is written: a list for the data dataset with the largest frames (the
+        detector's), or a mapping from source dataset paths to lists. The copy holds their
+        output (its frame shape and dtype) and is followable like any other.
 
     Returns
     -------
@@ -200,6 +214,7 @@ def copy_live(
             )
         sources = conversion.live_datasets(paths)  # before the destination is touched
         paths = [dataset.name for dataset in sources]
+        options = dataclasses.replace(options, stages=stages_by_path(stages, sources))
         options, filters = conversion_filters(
             options, compression, compression_opts, shuffle, sources
         )

@@ -41,6 +41,7 @@ from h5live._follow import FollowPolicy, KeyFollower
 from h5live._passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 from h5live._read import FrameReader, read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset
+from h5live._stages import Stage, StageChain
 from h5live.errors import FollowTimeout
 
 __all__ = ["LiveDataChunkIterator", "PassedChunk", "written_selection"]
@@ -155,6 +156,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         Raise ``FollowTimeout`` when the writer goes idle, and errors on key regressions.
     open_timeout_s
         How long to wait for the file and its datasets, when ``source`` is a path.
+    stages
+        Processing stages (:class:`h5live.Stage`, e.g. ``h5live.sum_frames()``) applied to each
+        buffer of complete frames: the iterator hands out their output, whose frame shape and
+        dtype it declares (``frame_shape``, ``dtype``) before any data is read. Chunks and
+        buffers then span whole frames.
 
     Attributes
     ----------
@@ -198,6 +204,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         start_row: int = 0,
         strict: bool = False,
         open_timeout_s: float = 10.0,
+        stages: Sequence[Stage] | Stage | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         _parked: bool = False,
@@ -214,6 +221,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             "start_row": start_row,
             "strict": strict,
             "open_timeout_s": open_timeout_s,
+            "stages": stages,
         }
         if max_latency_s is not None and not (max_latency_s >= 0 and math.isfinite(max_latency_s)):
             raise ValueError(
@@ -273,6 +281,13 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             )
         except AssertionError as exc:
             raise ValueError(str(exc)) from exc
+        tiles = (self.chunk_shape[self.scan_rank :], self.buffer_shape[self.scan_rank :])
+        if self.stages and any(tuple(t) != self.frame_shape for t in tiles):
+            raise ValueError(
+                f"chunk_shape {self.chunk_shape} and buffer_shape {self.buffer_shape} must span "
+                f"whole frames {self.frame_shape} (after the stages): stages work on whole "
+                "frames. Fix: end both shapes with the frame shape, or use chunk_mb/buffer_gb."
+            )
         start = self._options["start_row"]
         if not (isinstance(start, int) and start >= 0 and start % self.chunk_shape[0] == 0):
             raise ValueError(
@@ -325,7 +340,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._attach(source, dataset_path, key_paths, finished_path, follower)
         follower = self.follower
         self.scan_rank = follower.scan_rank
-        self.frame_shape = tuple(int(n) for n in self.dataset.shape[self.scan_rank :])
+        self.source_frame_shape = tuple(int(n) for n in self.dataset.shape[self.scan_rank :])
+        self.stages = StageChain(
+            self._options["stages"], self.source_frame_shape, self.dataset.dtype
+        )
+        self.frame_shape = self.stages.frame_shape  # what it hands out: after the stages
         keys = follower.maxshape or ()
         inner = tuple(int(n) for n in follower.key_datasets[0].shape[1 : self.scan_rank])
         given = self._options["final_scan_shape"]
@@ -432,6 +451,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         budget = max(1, int(chunk_mb * 1e6 // max(frame_bytes, 1)))
         if self._final is None:  # live: a chunk must fill within seconds to be released
             budget = min(budget, LIVE_CHUNK_FRAMES)
+        if self.stages:  # a buffer holds whole chunks of *source* frames
+            memory = (self._options["buffer_gb"] or 1.0) * 1e9
+            budget = min(budget, max(1, int(memory // self._source_frame_bytes())))
         scan = self._scan_shape(self._nominal_rows())
         chunk = [1] * self.scan_rank
         for axis in reversed(range(self.scan_rank)):
@@ -450,15 +472,20 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             raise ValueError(f"buffer_gb ({buffer_gb}) must be greater than zero!")
         shape = self._nominal_maxshape(chunk)
         row = math.prod(shape[1:]) * self._dtype_of().itemsize
+        if self.stages:  # read as source frames
+            row = max(row, math.prod(shape[1 : self.scan_rank]) * self._source_frame_bytes())
         rows = max(1, int(buffer_gb * 1e9 // max(row, 1)))
         rows = max(chunk[0], rows // chunk[0] * chunk[0])
         if self._final is not None:
             rows = min(rows, shape[0])
         return (rows, *shape[1:])
 
+    def _source_frame_bytes(self) -> int:
+        return max(1, math.prod(self.source_frame_shape) * int(self.dataset.dtype.itemsize))
+
     def _dtype_of(self) -> np.dtype[Any]:
-        dtype: np.dtype[Any] = np.dtype(self.dataset.dtype)
-        return dtype
+        """The dtype handed out (after the stages)."""
+        return self.stages.dtype
 
     def _complete_rows(self) -> int:
         """Rows along the first axis whose frames are all complete."""
@@ -651,10 +678,18 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     def _read_complete(self, selection: Selection) -> npt.NDArray[Any]:
         first, last = self._await(selection)
+        if not self.stages:
+            return self._read(selection, first, last)
+        scan = selection[: self.scan_rank]  # whole frames (checked when built)
+        whole = (*scan, *(slice(0, n) for n in self.source_frame_shape))
+        return self.stages(self._read(whole, first, last))
+
+    def _read(self, selection: Selection, first: int, last: int) -> npt.NDArray[Any]:
+        """Read the source's frames ``first .. last`` in ``selection`` (complete, refreshed)."""
         out = self._out(selection)
         inner = selection[1 : self.scan_rank]
         frames = selection[self.scan_rank :]
-        whole = zip((*inner, *frames), (*self._inner, *self.frame_shape), strict=True)
+        whole = zip((*inner, *frames), (*self._inner, *self.source_frame_shape), strict=True)
         if all(s.stop - s.start == n for s, n in whole):
             # whole rows of whole frames: frames first..last, read chunk by chunk where faster
             return self._reader.read_frames(first, last + 1, out=out)[0]
@@ -687,13 +722,18 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         and a consumer that keeps chunks (``list(iterator)``) gets data that stays as read.
         """
         shape = tuple(s.stop - s.start for s in selection)
+        dtype = self.dataset.dtype  # the source's frames, before any stage
         buffer = self._buffer
         if buffer is None:
-            buffer = self._buffer = np.empty(math.prod(self.buffer_shape), dtype=self._dtype_of())
+            size = math.prod(self.buffer_shape)
+            if self.stages:  # whole source frames
+                size = math.prod(self.buffer_shape[: self.scan_rank])
+                size *= math.prod(self.source_frame_shape)
+            buffer = self._buffer = np.empty(size, dtype=dtype)
             # the count with no view handed out, taken as it is checked below
             self._free_refs = sys.getrefcount(buffer)
         elif sys.getrefcount(buffer) > self._free_refs:  # a chunk of it is still held
-            return np.empty(shape, dtype=self._dtype_of())
+            return np.empty(shape, dtype=dtype)
         return buffer[: math.prod(shape)].reshape(shape)
 
     def __next__(self) -> DataChunk:
@@ -712,7 +752,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             frames = math.prod(s.stop - s.start for s in selection[: self.scan_rank])
         self.frames_done += frames
         if self.progress_bar is not None:
-            size = math.prod(s.stop - s.start for s in selection) * self.dataset.dtype.itemsize
+            size = math.prod(s.stop - s.start for s in selection) * self._dtype_of().itemsize
             self._update_progress(frames, size)
         if self._on_chunk is not None:
             self._on_chunk(self, chunk)
@@ -737,6 +777,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         ``before_write(nbytes)`` runs before each write.
         """
         refusal = passthrough_refusal(self.dataset, destination)
+        if refusal is None and self.stages:
+            refusal = "stages change the frames"
         if refusal is None:
             self.passthrough = RawChunkCopy(self.dataset, destination, before_write)
             return "raw"

@@ -23,6 +23,7 @@ Contract
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -48,6 +49,7 @@ from h5live._convert import (
 from h5live._copy import data_datasets
 from h5live._iterator import LiveDataChunkIterator, written_selection
 from h5live._output import NWB_LAYOUT
+from h5live._stages import Stage
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
 
@@ -316,6 +318,7 @@ def to_nwb(
     display_progress: bool = False,
     progress_bar_class: Callable[..., Any] | None = None,
     progress_bar_options: dict[str, Any] | None = None,
+    stages: Sequence[Stage] | None = None,
 ) -> ConversionResult:
     """Convert a live acquisition into an NWB file, incrementally.
 
@@ -339,6 +342,9 @@ def to_nwb(
     buffer_shape, max_latency_s, timeout, poll_interval_s, open_timeout_s, resume, overwrite,
     display_progress, progress_bar_class, progress_bar_options
         As for :func:`h5live.copy_live`.
+    stages
+        Processing stages (:class:`h5live.Stage`) applied to the frames before they are
+        written; the series holds their output (``"auto"`` chooses the series type by it).
 
     Returns
     -------
@@ -394,6 +400,8 @@ def to_nwb(
                 )
         sources = conversion.live_datasets([frames_path] + ([times_path] if times_path else []))
         live = [dataset.name for dataset in sources]  # checked before the destination is touched
+        if stages:
+            options = dataclasses.replace(options, stages={sources[0].name: list(stages)})
         options, filters = conversion_filters(
             options, compression, compression_opts, False, sources
         )
@@ -417,7 +425,7 @@ def to_nwb(
         try:
             nwbfile = _nwbfile(meta, times is not None)
             series = _series(
-                nwbfile, series_type, frames, times, rate, meta, tuple(sources[0].shape[1:])
+                nwbfile, series_type, frames, times, rate, meta, iterators[0].frame_shape
             )
         except (TypeError, ValueError) as exc:
             where = (

@@ -24,6 +24,7 @@ __all__ = [
     "OutputExistsError",
     "ScanShapeError",
     "SourceNotReadyError",
+    "StageError",
 ]
 
 
@@ -105,3 +106,7 @@ class OutputExistsError(H5LiveError, FileExistsError):
 class OutputError(H5LiveError, OSError):
     """Writing the destination failed (e.g. the disk is full); the output is left valid and
     marked ``failed`` with the message, and can be resumed once the cause is fixed."""
+
+
+class StageError(H5LiveError, ValueError):
+    """A processing stage does not fit its input, or returned data unlike what it declared."""
