@@ -13,6 +13,7 @@ process with :class:`h5live.testing.WriterProcess` for live tests.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -168,6 +169,14 @@ class WriterConfig:
         return cls(**raw)
 
 
+@functools.lru_cache(maxsize=8)
+def _unsigned_ramp(frame_shape: tuple[int, ...], dtype: str) -> npt.NDArray[Any]:
+    """``arange`` over the frame, wrapped to ``dtype`` (read-only: it is shared)."""
+    ramp = np.arange(math.prod(frame_shape), dtype=np.int64).reshape(frame_shape).astype(dtype)
+    ramp.flags.writeable = False
+    return ramp
+
+
 def frame_values(index: int, frame_shape: Sequence[int], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """The frame the simulated writer writes at flat index ``index``.
 
@@ -175,6 +184,10 @@ def frame_values(index: int, frame_shape: Sequence[int], dtype: npt.DTypeLike) -
     never compares equal.
     """
     dt = np.dtype(dtype)
+    if dt.kind == "u" and dt.isnative:  # the same values, fast: wrapping unsigned adds
+        base = _unsigned_ramp(tuple(int(n) for n in frame_shape), dt.str)
+        frame: npt.NDArray[Any] = base + np.array(index * 7919 % (int(np.iinfo(dt).max) + 1), dt)
+        return frame
     ramp = np.arange(math.prod(frame_shape), dtype=np.int64).reshape(tuple(frame_shape))
     if dt.kind in "iu":
         span = int(np.iinfo(dt).max) + 1 if dt.kind == "u" else int(np.iinfo(dt).max)
