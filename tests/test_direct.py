@@ -644,3 +644,34 @@ def test_swmr_reader_decodes_chunks_a_writer_process_writes(writer_process):
             time.sleep(0.001)
     assert process.wait() == 0
     assert seen == 60
+
+
+def test_bitshuffle_decodes_on_one_openmp_thread(tmp_path):
+    """bitshuffle's own OpenMP threads made decoding 10x slower on 2 cores (see _codecs)."""
+    import bitshuffle
+
+    from h5live._codecs import _vendored_gomp
+
+    gomp = _vendored_gomp(bitshuffle)
+    assert gomp is not None  # the wheel bundles its libgomp
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f.create_dataset(
+            "d",
+            data=np.arange(4 * 4096, dtype="uint16").reshape(4, 4096),
+            chunks=(1, 4096),
+            **hdf5plugin.Bitshuffle(),
+        )
+    seen = []
+
+    def read() -> None:
+        with h5py.File(tmp_path / "b.h5", "r") as f:
+            reader = direct_chunk_reader(f["d"], require=True)
+            out = np.empty((1, 4096), dtype="uint16")
+            assert reader.read_into((2, 0), out)
+            np.testing.assert_array_equal(out[0], np.arange(2 * 4096, 3 * 4096))
+        seen.append(gomp.omp_get_max_threads())
+
+    worker = threading.Thread(target=read)  # a thread of its own: the setting is per thread
+    worker.start()
+    worker.join()
+    assert seen == [1]
