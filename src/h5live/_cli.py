@@ -208,6 +208,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from h5live.bench import (
+        BenchUsageError,
+        bench_options,
+        format_table,
+        run_bench,
+        write_outputs,
+    )
+
+    try:
+        options = bench_options(
+            quick=args.quick,
+            frames=args.frames,
+            frame_shape=tuple(args.frame) if args.frame else None,
+            dtype=args.dtype,
+            compression=args.compression,
+            scan_shape=tuple(args.scan) if args.scan else None,
+            source=args.source,
+            data_path=args.data,
+            chunk_frames=tuple(args.chunks) if args.chunks else None,
+            buffer_chunks=tuple(args.buffers) if args.buffers else None,
+            memory_cap_mb=args.memory_cap,
+            rounds=args.rounds,
+            max_latency_s=args.max_latency,
+            live_seconds=args.live_seconds,
+            start_rate_hz=args.start_rate,
+            latency_rate_hz=args.rate,
+            workdir=args.dir,
+        )
+    except BenchUsageError as exc:
+        print(f"h5live bench: error: {exc}", file=sys.stderr)
+        return 2
+    results = run_bench(options, log=lambda line: print(line, file=sys.stderr, flush=True))
+    files = write_outputs(results, Path(args.out))
+    print(json.dumps(results) if args.json else format_table(results))
+    print(results["recommendation"]["line"])
+    print(f"h5live bench: wrote {', '.join(files)} in {args.out}", file=sys.stderr)
+    return 0
+
+
+def _bench_compression(text: str) -> str | None:
+    from h5live.bench import compression_name
+
+    try:
+        return compression_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -351,6 +400,51 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", help="where to write the acquisition (default: a temp folder)")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(run=_cmd_demo)
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure chunk and buffer shapes for your data: throughput, memory, latency, "
+        "keep-up, against the alternatives",
+    )
+    bench.add_argument("--source", help="measure this HDF5 file's data instead of simulated")
+    bench.add_argument("--data", help="the frames' dataset in --source (default: the largest)")
+    bench.add_argument(
+        "--frames", type=_positive_int, help="frames (default: about 256 MB; --quick 64)"
+    )
+    bench.add_argument(
+        "--frame",
+        type=_positive_int,
+        nargs="+",
+        help="frame shape (default 512 512; --quick 64 64)",
+    )
+    bench.add_argument("--dtype", default=None, help="frame dtype (default uint16)")
+    bench.add_argument("--scan", type=_positive_int, nargs="+", help="grid scan shape, e.g. 20 30")
+    bench.add_argument(
+        "--compression",
+        type=_bench_compression,
+        default="auto",
+        help="the compressed case: auto (bitshuffle-LZ4 with hdf5plugin, else gzip), none (skip "
+        "it), gzip, lzf, zstd, lz4, blosc, blosc2, bitshuffle",
+    )
+    bench.add_argument(
+        "--chunks", type=_positive_int, nargs="+", help="frames per chunk (default 1 4 16 64)"
+    )
+    bench.add_argument(
+        "--buffers", type=_positive_int, nargs="+", help="chunks per buffer (default 1 4 16 64 256)"
+    )
+    bench.add_argument("--memory-cap", type=float, help="largest buffer in MB (default 2048)")
+    bench.add_argument("--rounds", type=_positive_int, help="rounds of the alternatives (3)")
+    bench.add_argument(
+        "--max-latency", type=_seconds, default=1.0, help="h5live copy's, live (default 1)"
+    )
+    bench.add_argument("--live-seconds", type=float, help="length of a live run (default 3)")
+    bench.add_argument("--start-rate", type=float, help="first keep-up rate (default: max / 8)")
+    bench.add_argument("--rate", type=float, help="rate of the latency runs (default: max / 2)")
+    bench.add_argument("--dir", help="temporary files here: the disk you will write to")
+    bench.add_argument("--out", default="h5live-bench", help="JSON and PNG folder (h5live-bench)")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes: every part in seconds")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from h5live._follow import KeyFollower
-from h5live._output import NWB_LAYOUT
+from h5live._output import NWB_LAYOUT, OutputLayout
 from h5live.errors import H5LiveError
 
 __all__ = ["run_demo"]
@@ -49,7 +49,12 @@ METADATA = {  # what --metadata gives h5live nwb (YAML works as well)
 }
 
 
-def _wait_for_output(path: Path, converter: subprocess.Popen[str], timeout_s: float) -> None:
+def _wait_for_output(
+    path: Path,
+    converter: subprocess.Popen[str],
+    timeout_s: float,
+    layout: OutputLayout = NWB_LAYOUT,
+) -> None:
     """Until the converter has made its output (it imports pynwb first: about a second)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -60,7 +65,7 @@ def _wait_for_output(path: Path, converter: subprocess.Popen[str], timeout_s: fl
             )
         try:
             with h5py.File(path, "r", libver="latest", swmr=True) as f:
-                if NWB_LAYOUT.keys in f:
+                if layout.keys in f:
                     return
         except OSError:
             pass
@@ -68,13 +73,16 @@ def _wait_for_output(path: Path, converter: subprocess.Popen[str], timeout_s: fl
     raise H5LiveError(f"{path} was not created within {timeout_s} s. Fix: rerun with --debug.")
 
 
-def _follow(path: Path, frames: int, timeout: float | None) -> tuple[np.ndarray, list[Any]]:
-    """When each frame became complete in the NWB file, and (time, frontier) samples."""
+def _follow(
+    path: Path, frames: int, timeout: float | None, layout: OutputLayout = NWB_LAYOUT
+) -> tuple[np.ndarray, list[Any]]:
+    """When each frame became complete in the output (NWB, or ``layout``'s), and (time,
+    frontier) samples."""
     complete_at = np.full(frames, np.nan)
     samples: list[tuple[float, int]] = []
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         follower = KeyFollower(
-            [f[NWB_LAYOUT.keys]], timeout=timeout, finished_dataset=f[NWB_LAYOUT.finished]
+            [f[layout.keys]], timeout=timeout, finished_dataset=f[layout.finished]
         )
         for start, stop in follower.iter_ranges():
             now = time.time()
