@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from h5live._follow import KeyFollower
+from h5live._follow import FollowPolicy, KeyFollower
 from h5live._output import NWB_LAYOUT, OutputLayout
 from h5live.errors import H5LiveError
 
@@ -74,15 +74,20 @@ def _wait_for_output(
 
 
 def _follow(
-    path: Path, frames: int, timeout: float | None, layout: OutputLayout = NWB_LAYOUT
+    path: Path,
+    frames: int,
+    timeout: float | None,
+    layout: OutputLayout = NWB_LAYOUT,
+    policy: FollowPolicy | None = None,
 ) -> tuple[np.ndarray, list[Any]]:
     """When each frame became complete in the output (NWB, or ``layout``'s), and (time,
-    frontier) samples."""
+    frontier) samples (``policy``: how to poll; a benchmark polls gently, so as not to take
+    the CPU from what it measures)."""
     complete_at = np.full(frames, np.nan)
     samples: list[tuple[float, int]] = []
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         follower = KeyFollower(
-            [f[layout.keys]], timeout=timeout, finished_dataset=f[layout.finished]
+            [f[layout.keys]], timeout=timeout, finished_dataset=f[layout.finished], policy=policy
         )
         for start, stop in follower.iter_ranges():
             now = time.time()
