@@ -302,7 +302,9 @@ def _add_conversion_options(command: argparse.ArgumentParser, compression: str) 
     chunks.add_argument("--chunk-mb", type=float, help="chunk size in MB, whole frames")
     chunks.add_argument("--chunk-shape", type=_positive_int, nargs="+", help="chunk shape")
     buffers = command.add_mutually_exclusive_group()
-    buffers.add_argument("--buffer-gb", type=float, help="buffer size in GB, whole chunks")
+    buffers.add_argument(
+        "--buffer-gb", type=float, help="buffer size in GB, whole chunks (default 0.128)"
+    )
     buffers.add_argument("--buffer-shape", type=_positive_int, nargs="+", help="buffer shape")
     command.add_argument(
         "--max-latency",

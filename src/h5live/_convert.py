@@ -65,6 +65,12 @@ logger = logging.getLogger(__name__)
 # (measured in benchmarks/RESULTS.md); whole chunks are written once, so no cache is needed.
 OUTPUT_CHUNK_CACHE = 1 << 20
 
+#: A conversion's buffer when none is given (hdmf's default is 1 GB): a live conversion
+#: releases buffers within its latency anyway, and a smaller buffer costs less memory and page
+#: faults (the converter's system time fell by a third for 512x512 frames at 1 kHz, measured
+#: with benchmarks/bench_keepup.py's setup).
+CONVERSION_BUFFER_GB = 0.128
+
 #: With ``compression="source"``, a source's chunk shape is kept (and its chunks copied raw)
 #: if its chunks hold at least this many bytes; smaller ones (one frame of a few channels)
 #: would make millions of chunks.
@@ -491,7 +497,9 @@ class Conversion:
                 shapes = {
                     "chunk_mb": options.chunk_mb,
                     "chunk_shape": options.chunk_shape,
-                    "buffer_gb": options.buffer_gb,
+                    "buffer_gb": options.buffer_gb
+                    if options.buffer_gb is not None or options.buffer_shape is not None
+                    else CONVERSION_BUFFER_GB,
                     "buffer_shape": options.buffer_shape,
                 }
             else:

@@ -151,8 +151,9 @@ def copy_live(
         never decoded), ``None``, ``"gzip"`` (with a level), ``"lzf"``, an hdf5plugin filter
         name or object (``"zstd"``, ``hdf5plugin.Blosc(...)``), as for ``H5DataIO``.
     chunk_mb, chunk_shape, buffer_gb, buffer_shape
-        As for :class:`~h5live.LiveDataChunkIterator`, for the first data dataset; the others
-        get the same chunk and buffer rows.
+        As for :class:`~h5live.LiveDataChunkIterator`, for the first data dataset (default:
+        buffers of 128 MB); the others get chunks of whole chunk rows of it and the same
+        buffer rows where they divide.
     max_latency_s
         Release whole chunk rows once the oldest waiting complete frame has waited this long
         (``None``: whole buffers only). The default keeps the copy within about a second of
