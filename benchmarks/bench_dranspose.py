@@ -44,7 +44,7 @@ from h5live.dranspose import load_config, parse_stins
 from h5live.testing import WriterProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_args, pyplot, rotated
+from _common import machine, machine_line, parse_args, pyplot, rotated, save_results
 
 SOURCES = {"h5live": "h5live.dranspose:H5LiveSource", "polling": "bench_dranspose:PollingSource"}
 POLL_INTERVAL_S = 0.001
@@ -324,15 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": config,
         "rows": rows,
     }
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dranspose.json").write_text(json.dumps(results, indent=2))
-    plot(results, out / "dranspose.png")
-    command = "python benchmarks/bench_dranspose.py" + (
-        "" if argv is None else " " + " ".join(argv)
-    )
-    (out / "dranspose.md").write_text(markdown(results, command.strip()) + "\n")
-    print(f"wrote {out / 'dranspose.json'}, {out / 'dranspose.png'} and {out / 'dranspose.md'}")
+    save_results("dranspose", results, args.out, argv, markdown, plot)
     return 0
 
 

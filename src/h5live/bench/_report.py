@@ -74,7 +74,9 @@ def keep_up_rate(runs: Sequence[Mapping[str, Any]]) -> tuple[float | None, bool]
 def recommend(choices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The choice (the sweep pick first) that keeps up with the highest rate; ties go to
     the earlier choice. Each choice has ``keep_up_rate_hz`` (``None``: not even the first
-    rate).
+    rate) and ``at_writer_max``: one that kept up with the unthrottled writer keeps up at full
+    speed, whatever rate that writer reached in its run (it varies from run to run), so the
+    sweep pick, the fastest copy, stays the choice when it does.
 
     Raises
     ------
@@ -86,6 +88,8 @@ def recommend(choices: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
 
     def rate(choice: Mapping[str, Any]) -> float:
         value = choice.get("keep_up_rate_hz")
+        if value is not None and choice.get("at_writer_max"):
+            return math.inf
         return -1.0 if value is None else float(value)
 
     best = max(rate(c) for c in choices)
