@@ -33,8 +33,9 @@ RULE = (
     "sweep pick: among the chunk x buffer shapes of the recommended compression within "
     f"{TOLERANCE:.0%} of the best throughput, the smallest buffer in bytes (less memory, "
     "less latency), then the faster; recommendation: among the live keep-up choices (the "
-    "sweep pick first), the one that keeps up with the highest writer rate, ties to the "
-    "earlier choice"
+    "sweep pick first), the one that keeps up with the highest writer rate, a choice that "
+    "keeps up with the unthrottled writer counting as full speed whatever rate that writer "
+    "reached, ties to the earlier choice"
 )
 
 
