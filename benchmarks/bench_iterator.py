@@ -100,25 +100,9 @@ def child(method: str, source: Path, destination: Path, chunk: int, buffer: int)
     """Run one copy in this process; return its time and memory (imports are not timed)."""
     import pynwb.image  # noqa: F401
     from hdmf.backends.hdf5.h5_utils import H5DataIO  # noqa: F401
-    from hdmf.data_utils import GenericDataChunkIterator
 
     from h5live import LiveDataChunkIterator
-
-    class H5pyIterator(GenericDataChunkIterator):  # type: ignore[misc]
-        """hdmf's iterator over a complete h5py dataset, as its tutorial writes one."""
-
-        def __init__(self, dataset: Any, **kwargs: Any) -> None:
-            self.dataset = dataset
-            super().__init__(**kwargs)
-
-        def _get_data(self, selection: tuple[slice, ...]) -> Any:
-            return self.dataset[selection]
-
-        def _get_maxshape(self) -> tuple[int, ...]:
-            return tuple(self.dataset.shape)
-
-        def _get_dtype(self) -> np.dtype[Any]:
-            return np.dtype(self.dataset.dtype)
+    from h5live.bench._copies import H5pyIterator  # hdmf's iterator over an h5py dataset
 
     with h5py.File(source, "r", libver="latest", swmr=True) as f:
         dataset = f[DATA]

@@ -145,3 +145,12 @@ def test_to_nwb_writes_one_number_per_frame_as_a_time_series(writer_process, tmp
         assert type(series).__name__ == "TimeSeries"
         sums = frames(90, (16, 12)).reshape(90, -1).sum(axis=1)
         np.testing.assert_array_equal(series.data[:], sums)
+
+
+def test_stages_for_a_dataset_not_converted_are_refused_by_name(simulated_writer, tmp_path):
+    writer = simulated_writer(scan_shape=(8,), frame_shape=(8, 6))
+    writer.run()
+    writer.close()
+    with pytest.raises(ValueError, match=r"\['/entry/nope'\].*scan\.h5.*Fix: name live datasets"):
+        copy_live(writer.path, tmp_path / "copy.h5", stages={"/entry/nope": [sum_frames()]})
+    assert not (tmp_path / "copy.h5").exists()  # refused before the destination is touched

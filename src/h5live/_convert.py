@@ -45,7 +45,7 @@ from h5live._iterator import LiveDataChunkIterator, PassedChunk, written_selecti
 from h5live._keys import refresh_dataset
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags, writer_flags
-from h5live._source import SourceSpec, get_dataset
+from h5live._source import SourceSpec, get_dataset, largest_frames
 from h5live._stages import Stage, StageChain
 from h5live.errors import OutputError, OutputExistsError
 
@@ -245,11 +245,12 @@ def stages_by_path(
         unknown = sorted(set(chosen) - names)
         if unknown:
             raise ValueError(
-                f"stages are given for {unknown}, which are not converted live (the live "
-                f"datasets are {sorted(names)}). Fix: name live datasets, or add them (--data)."
+                f"stages are given for {unknown}, which are not converted live from "
+                f"{sources[0].file.filename!r} (its live datasets are {sorted(names)}). Fix: "
+                "name live datasets, or add them (datasets=[...], --data)."
             )
         return chosen
-    largest = max(sources, key=lambda d: (math.prod(d.shape[1:]), d.name == "/entry/data/data"))
+    largest = largest_frames(sources, 1)
     return {largest.name: [stages] if isinstance(stages, Stage) else list(stages)}
 
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
 from h5live._compression import SOURCE, Compression
 from h5live._convert import (
@@ -49,6 +48,7 @@ from h5live._convert import (
 from h5live._copy import data_datasets
 from h5live._iterator import LiveDataChunkIterator, written_selection
 from h5live._output import NWB_LAYOUT
+from h5live._source import largest_frames
 from h5live._stages import Stage
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
@@ -459,8 +459,8 @@ def _largest(conversion: Conversion) -> str:
             f"no dataset of {conversion.source_path!r} grows with its scan. Fix: pass "
             "data_path= (--data)."
         )
-    sizes = {p: int(np.prod(conversion.source_file[p].shape[1:])) for p in paths}
-    return max(paths, key=lambda p: (sizes[p], p == "/entry/data/data"))
+    file = conversion.source_file
+    return str(largest_frames([file[p] for p in paths], conversion.follower.scan_rank).name)
 
 
 def _new_nwb_file(path: Path) -> Any:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -31,6 +32,7 @@ __all__ = [
     "Layout",
     "SourceSpec",
     "get_dataset",
+    "largest_frames",
     "open_source",
     "retry_until",
 ]
@@ -440,3 +442,12 @@ class SourceSpec:
             clock=clock,
             sleep=sleep,
         )
+
+
+def largest_frames(datasets: Sequence[Any], scan_rank: int) -> Any:
+    """The dataset whose frames (the dims after the ``scan_rank`` scan dims) are largest: the
+    detector's; on a tie, ``/entry/data/data``."""
+    return max(
+        datasets,
+        key=lambda d: (math.prod(d.shape[scan_rank:]), d.name == "/entry/data/data"),
+    )

@@ -33,15 +33,15 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from h5live._closing import ClosingContext
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live._read import FrameReader
-from h5live._source import Clock, Sleep, SourceSpec, get_dataset
+from h5live._source import Clock, Sleep, SourceSpec, get_dataset, largest_frames
 from h5live._stages import Stage, StageChain
 
 __all__ = ["H5FLOW_AVAILABLE", "H5LiveGenerator"]
@@ -128,7 +128,7 @@ def _count(value: Any, what: str, minimum: int) -> int:
     return int(value)
 
 
-class H5LiveGenerator(_Base):
+class H5LiveGenerator(_Base, ClosingContext):
     """An h5flow generator over the complete frames of a live source, as they arrive.
 
     Parameters
@@ -366,8 +366,7 @@ class H5LiveGenerator(_Base):
                 f"no dataset of {file.filename!r} grows with its scan. Fix: pass data_path "
                 "in the generator's params."
             )
-        sizes = {p: math.prod(file[p].shape[follower.scan_rank :]) for p in paths}
-        return max(paths, key=lambda p: (sizes[p], p == "/entry/data/data"))
+        return str(largest_frames([file[p] for p in paths], follower.scan_rank).name)
 
     def _rows(self, reader: FrameReader, start: int, stop: int) -> npt.NDArray[Any]:
         """Frames ``start .. stop - 1`` (complete), with their indices, as rows of ``dtype``."""
@@ -400,17 +399,6 @@ class H5LiveGenerator(_Base):
             self._reader = None
             if self.stop_reason is None:
                 self.stop_reason = "closed"
-
-    def __enter__(self) -> H5LiveGenerator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         source = os.path.basename(str(self.input_filename))

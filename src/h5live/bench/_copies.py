@@ -37,6 +37,7 @@ __all__ = [
     "ALTERNATIVES",
     "REFERENCE",
     "CopyJob",
+    "H5pyIterator",
     "MethodUnavailable",
     "copy_with",
     "timed",
@@ -200,7 +201,7 @@ def copy_h5live(job: CopyJob) -> dict[str, Any]:
     return {"chunk_copy": result.chunk_copy.get(DATA, "?")}
 
 
-class _H5pyIterator(GenericDataChunkIterator):  # type: ignore[misc]
+class H5pyIterator(GenericDataChunkIterator):  # type: ignore[misc]
     """hdmf's iterator over a complete h5py dataset, as its tutorial writes one."""
 
     def __init__(self, dataset: Any, **kwargs: Any) -> None:
@@ -252,7 +253,7 @@ def copy_hdmf(job: CopyJob) -> dict[str, Any]:
     _nwb_available(job)
     with h5py.File(job.source, "r", libver="latest", swmr=True) as source:
         data = source[DATA]
-        iterator = _H5pyIterator(data, chunk_shape=job.chunk_shape, buffer_shape=job.buffer_shape)
+        iterator = H5pyIterator(data, chunk_shape=job.chunk_shape, buffer_shape=job.buffer_shape)
         _nwb_write(iterator, job, data.ndim - 1, source_compression(data))
     return {}
 
