@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.h5live-installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install system-deps demo test test-fast lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# System packages the suite needs: redis-server for dranspose's distributed mode
+# (tests/test_dranspose_ingester.py starts its own on a free loopback port).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "installing redis-server (apt-get)"; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
 
 demo: install
 	$(BIN)/h5live demo
@@ -24,10 +33,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# A quick local loop: everything but the tests that run real writer processes (marker `live`).
+test-fast: install
+	$(BIN)/pytest -m "not live" -q
 
 # Full benchmark runs: they need the bench extra (matplotlib) and update benchmarks/RESULTS.md.
 bench: install

@@ -1,3 +1,4 @@
-"""Shared fixtures come from the public h5live.testing pytest plugin."""
+"""Shared fixtures come from the public h5live.testing pytest plugin; pytester tests the
+fixtures themselves."""
 
-pytest_plugins = ["h5live.testing.pytest_plugin"]
+pytest_plugins = ["h5live.testing.pytest_plugin", "pytester"]

@@ -80,3 +80,57 @@ def output_status(path: Path, layout: Any = None, data: str = "/entry/data/data"
             "finished": int(f[layout.finished][0]),
             "data": f[data].shape[0],
         }
+
+
+H5LIVE = [sys.executable, "-m", "h5live"]
+
+
+def wait_for_frames(
+    path: Path,
+    frames: int,
+    process: subprocess.Popen[str] | None = None,
+    layout: Any = None,
+    data: str = "/entry/data/data",
+) -> int:
+    """Until the output at ``path`` exists and says ``frames`` frames are complete.
+
+    Waits as long as the count advances (a busy machine is slow, not stalled); fails when it
+    stalls, or at once when the converter ``process`` has ended first, with its stderr.
+    """
+    from h5live.testing import wait_for_progress
+
+    def frames_complete() -> int | None:
+        return int(output_status(path, layout, data)["frames"]) if path.exists() else None
+
+    return wait_for_progress(
+        frames_complete, frames, what=f"frames complete in {path.name}", process=process
+    )
+
+
+def start_converter(
+    spawn: Callable[..., subprocess.Popen[str]],
+    command: str,
+    source: str | Path,
+    destination: Path,
+    *args: str,
+    layout: Any = None,
+    data: str = "/entry/data/data",
+) -> subprocess.Popen[str]:
+    """``h5live COMMAND SOURCE DESTINATION`` in another process owned by ``spawn`` (so that a
+    test can follow, read or kill it, and a failing test still ends it); unless resuming, it
+    returns once the output exists and can be followed."""
+    process = spawn(
+        [*H5LIVE, command, str(source), str(destination), "--no-progress", "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if "--resume" not in args:
+        wait_for_frames(destination, 0, process, layout, data)
+    return process
+
+
+def ended(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of a process, its pipes closed."""
+    out, err = process.communicate(timeout=timeout_s)
+    return process.returncode, out, err

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 
 from h5live.testing import CRASH_EXIT_CODE, SimulatedWriter, frame_values
-from helpers import output_status
+from helpers import output_status, wait_for_frames
 
 pytestmark = pytest.mark.live
 
@@ -224,7 +223,9 @@ def test_debug_shows_the_traceback(runs):
     assert "absent.h5" in last
 
 
-def test_a_writer_crash_ends_the_copy_incomplete_with_the_complete_frames(writer_process, tmp_path):
+def test_a_writer_crash_ends_the_copy_incomplete_with_the_complete_frames(
+    writer_process, spawn, tmp_path
+):
     """Exit 0: the copy did all it could and says so (``incomplete``, not ``complete``); the
     crash is the writer's failure, seen as the idle timeout with the finished flag unset."""
     process = writer_process(
@@ -233,18 +234,10 @@ def test_a_writer_crash_ends_the_copy_incomplete_with_the_complete_frames(writer
     destination = tmp_path / "copy.h5"
     command = [H5LIVE, "copy", process.path, str(destination), "--no-progress", "--json"]
     command += ["--timeout", "0.5", "--max-latency", "0.05", "--chunk-shape", "8", "4"]
-    copier = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not destination.exists() and copier.poll() is None:  # it follows the writer
-            assert time.monotonic() < deadline, "the copy did not start"
-            time.sleep(0.02)
-        process.go()
-        out, err = copier.communicate(timeout=60)
-    finally:
-        if copier.returncode is None:
-            copier.kill()
-            copier.communicate()
+    copier = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(destination, 0, copier)  # it follows the writer
+    process.go()
+    out, err = copier.communicate(timeout=120)
     assert process.wait() == CRASH_EXIT_CODE
     assert copier.returncode == 0, err
     summary = json.loads(out)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -17,11 +16,11 @@ from h5live import KeyFollower
 from h5live._copy import copy_live
 from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
-from helpers import output_status
+from helpers import H5LIVE, output_status, start_converter, wait_for_frames
+from helpers import ended as ended_process
 
 pytestmark = pytest.mark.live
 
-H5LIVE = [sys.executable, "-m", "h5live"]
 DATA = "/entry/data/data"
 SMALL = ("--chunk-shape", "8", "4")  # chunks of slow test writers fill within the latency
 
@@ -34,38 +33,20 @@ def status(path: Path) -> dict[str, object]:
     return output_status(path)
 
 
-def converter(source: Path, destination: Path, *args: str) -> subprocess.Popen[str]:
-    """``h5live copy`` in another process (so that this one can follow or kill it), once it
-    has created its output."""
-    process = subprocess.Popen(
-        [*H5LIVE, "copy", str(source), str(destination), "--no-progress", "--json", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    if "--resume" not in args:
-        wait_for_frames(destination, 0)
-    return process
+@pytest.fixture
+def converter(spawn):
+    """Starts ``h5live copy`` in another process, owned by the test (killed at teardown)."""
+
+    def start(source: str | Path, destination: Path, *args: str) -> subprocess.Popen[str]:
+        return start_converter(spawn, "copy", source, destination, *args)
+
+    return start
 
 
-def ended(process: subprocess.Popen[str], timeout_s: float = 60) -> tuple[int, str]:
+def ended(process: subprocess.Popen[str]) -> tuple[int, str]:
     """Exit code and stderr of a converter, its pipes closed."""
-    _, err = process.communicate(timeout=timeout_s)
-    return process.returncode, err
-
-
-def wait_for_frames(path: Path, frames: int, timeout_s: float = 60) -> None:
-    """Until the output at ``path`` exists and says ``frames`` frames are complete."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists():
-            try:
-                if status(path)["frames"] >= frames:
-                    return
-            except (OSError, KeyError):
-                pass
-        time.sleep(0.02)
-    raise AssertionError(f"{path} did not reach {frames} frames")
+    code, _, err = ended_process(process)
+    return code, err
 
 
 @pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
@@ -138,7 +119,7 @@ def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_p
         np.testing.assert_array_equal(f[DATA][...], expected(37, (4,)))  # no fill as data
 
 
-def test_h5live_follows_the_copy_while_it_is_written(writer_process, tmp_path):
+def test_h5live_follows_the_copy_while_it_is_written(writer_process, converter, tmp_path):
     process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
     copier = converter(process.path, tmp_path / "copy.h5", "--max-latency", "0.05", *SMALL)
     process.go()
@@ -155,11 +136,11 @@ def test_h5live_follows_the_copy_while_it_is_written(writer_process, tmp_path):
     assert process.wait() == 0
 
 
-def test_swmr_tools_follows_the_copy_while_it_is_written(writer_process, tmp_path):
+def test_swmr_tools_follows_the_copy_while_it_is_written(writer_process, converter, tmp_path):
     process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
     copier = converter(process.path, tmp_path / "copy.h5", "--max-latency", "0.05", *SMALL)
     process.go()
-    wait_for_frames(tmp_path / "copy.h5", 1)  # swmr_tools cannot follow keys of length 0
+    wait_for_frames(tmp_path / "copy.h5", 1, copier)  # swmr_tools cannot follow keys of length 0
     with h5py.File(tmp_path / "copy.h5", "r", libver="latest", swmr=True) as f:
         assert f["/entry/h5live/frames_complete"][()] < 600  # it is mid-copy
         source = swmr_tools.DataSource(
@@ -176,12 +157,14 @@ def test_swmr_tools_follows_the_copy_while_it_is_written(writer_process, tmp_pat
     assert process.wait() == 0
 
 
-def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(writer_process, tmp_path):
+def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(
+    writer_process, converter, tmp_path
+):
     process = writer_process(scan_shape=(800,), frame_shape=(4,), frame_rate_hz=800, hold_at=0)
     copy = tmp_path / "copy.h5"
     copier = converter(process.path, copy, "--max-latency", "0.02", "--chunk-shape", "8", "4")
     process.go()
-    wait_for_frames(copy, 100)
+    wait_for_frames(copy, 100, copier)
     copier.send_signal(signal.SIGKILL)
     ended(copier)
     killed_at = status(copy)["frames"]
@@ -196,12 +179,14 @@ def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(writer_proces
 
 
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(writer_process, tmp_path, stop, code):
+def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(
+    writer_process, converter, tmp_path, stop, code
+):
     process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=300, hold_at=0)
     copy = tmp_path / "copy.h5"
     copier = converter(process.path, copy, "--max-latency", "0.02", *SMALL)
     process.go()
-    wait_for_frames(copy, 50)
+    wait_for_frames(copy, 50, copier)
     copier.send_signal(stop)  # Ctrl-C, or a job scheduler's SIGTERM
     exit_code, err = ended(copier)
     assert exit_code == code, err
@@ -339,21 +324,19 @@ def test_static_content_is_copied_once_with_the_attributes(simulated_writer, tmp
 
 
 def test_resume_is_refused_while_another_converter_on_this_host_is_alive(
-    simulated_writer, tmp_path
+    simulated_writer, spawn, tmp_path
 ):
     writer = simulated_writer(scan_shape=(10,), frame_shape=(2,))
     writer.run()
     writer.close()
     copy_live(writer.path, tmp_path / "copy.h5")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with h5py.File(tmp_path / "copy.h5", "a", libver="latest") as f:
-            f["/entry/keys/key_0"].attrs["h5live_writer_pid"] = other.pid  # "it writes"
-        with pytest.raises(OutputExistsError, match=f"still being written by process {other.pid}"):
-            copy_live(writer.path, tmp_path / "copy.h5", resume=True)
-    finally:
-        other.kill()
-        other.wait()
+    other = spawn([sys.executable, "-c", "import time; time.sleep(60)"])
+    with h5py.File(tmp_path / "copy.h5", "a", libver="latest") as f:
+        f["/entry/keys/key_0"].attrs["h5live_writer_pid"] = other.pid  # "it writes"
+    with pytest.raises(OutputExistsError, match=f"still being written by process {other.pid}"):
+        copy_live(writer.path, tmp_path / "copy.h5", resume=True)
+    other.kill()
+    other.wait()
     assert copy_live(writer.path, tmp_path / "copy.h5", resume=True).state == "complete"
 
 

@@ -12,8 +12,6 @@ import datetime
 import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,12 @@ from nwbinspector import inspect_nwbfile
 from h5live import KeyFollower, to_nwb
 from h5live._output import NWB_LAYOUT
 from h5live.testing import frame_values
-from helpers import output_status
+from helpers import ended, output_status, start_converter
+from helpers import wait_for_frames as wait_for_output_frames
 
 pytestmark = pytest.mark.live
 
-H5LIVE = [sys.executable, "-m", "h5live"]
+SERIES_DATA = "/acquisition/detector/data"
 FLUSH_TIME = "/entry/flush_time"
 SUBJECT = {"subject_id": "mouse-7", "species": "Mus musculus", "sex": "F", "age": "P90D"}
 #: Session metadata complete enough for nwbinspector (a subject with species, sex and age).
@@ -82,57 +81,22 @@ def assert_valid(path: Path) -> None:
 
 
 @pytest.fixture
-def converter():
-    """Starts ``h5live nwb`` in another process (so that this one can read or kill it) and
-    returns once its output can be followed (the bookkeeping exists, the file is in SWMR mode);
-    converters still running at teardown are killed, and every pipe is closed."""
-    started: list[subprocess.Popen[str]] = []
+def converter(spawn):
+    """Starts ``h5live nwb`` in another process, owned by the test (killed at teardown), and
+    returns once its output can be followed (the bookkeeping exists, the file is in SWMR
+    mode)."""
 
     def start(source: str, destination: Path, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [*H5LIVE, "nwb", source, str(destination), "--no-progress", "--json", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        return start_converter(
+            spawn, "nwb", source, destination, *args, layout=NWB_LAYOUT, data=SERIES_DATA
         )
-        started.append(process)
-        if "--resume" not in args:
-            wait_for_frames(destination, 0, process)
-        return process
 
-    yield start
-    for process in started:
-        if process.stdout is not None and not process.stdout.closed:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
+    return start
 
 
-def ended(process: subprocess.Popen[str], timeout_s: float = 60) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of a converter, its pipes closed."""
-    out, err = process.communicate(timeout=timeout_s)
-    return process.returncode, out, err
-
-
-def wait_for_frames(
-    path: Path, frames: int, process: subprocess.Popen[str] | None = None, timeout_s: float = 60
-) -> None:
-    """Until the output at ``path`` exists and says ``frames`` frames are complete (failing at
-    once if the converter ``process`` has ended before)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        gone = process is not None and process.poll() is not None  # before a last look
-        if path.exists():
-            try:
-                if status(path)["frames"] >= frames:
-                    return
-            except (OSError, KeyError):
-                pass
-        if gone:
-            code, _, err = ended(process)
-            raise AssertionError(f"the converter ended with {code} before {frames} frames: {err}")
-        time.sleep(0.02)
-    raise AssertionError(f"{path} did not reach {frames} frames")
+def wait_for_frames(path: Path, frames: int, process: subprocess.Popen[str]) -> int:
+    """Until the NWB output at ``path`` says ``frames`` frames are complete, while they advance."""
+    return wait_for_output_frames(path, frames, process, NWB_LAYOUT, SERIES_DATA)
 
 
 def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:

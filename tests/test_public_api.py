@@ -93,10 +93,13 @@ def test_testing_all():
         [
             "CRASH_EXIT_CODE",
             "FakeClock",
+            "ProcessGroup",
             "SimulatedWriter",
+            "StallError",
             "WriterConfig",
             "WriterProcess",
             "frame_values",
+            "wait_for_progress",
         ]
     )
 

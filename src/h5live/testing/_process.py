@@ -20,7 +20,7 @@ from typing import IO, Any
 from h5live._closing import ClosingContext
 from h5live.testing._writer import CRASH_EXIT_CODE, SimulatedWriter, WriterConfig
 
-__all__ = ["WriterProcess", "main"]
+__all__ = ["ProcessGroup", "WriterProcess", "main"]
 
 
 class WriterProcess(ClosingContext):
@@ -169,6 +169,50 @@ class WriterProcess(ClosingContext):
         else:
             state = f"pid={self._proc.pid} rc={self.returncode}"
         return f"<WriterProcess {os.path.basename(self.path)!r} {state}>"
+
+
+class ProcessGroup(ClosingContext):
+    """Every process a test starts, ended when the test ends, whether it passed or failed.
+
+    :meth:`start` is :class:`subprocess.Popen` (same arguments); :meth:`close` kills each
+    process still running, reaps it and closes its pipes, so that nothing a test started runs
+    on into the next test (a process still running when its ``Popen`` is garbage collected
+    raises a ``ResourceWarning`` in whatever test runs then). The ``spawn`` fixture of
+    :mod:`h5live.testing.pytest_plugin` is one of these.
+
+    Examples
+    --------
+    >>> with ProcessGroup() as group:  # doctest: +SKIP
+    ...     copier = group.start(["h5live", "copy", "scan.h5", "copy.h5"], stderr=PIPE)
+    ...     ...  # an assertion that fails here still ends the copier
+    """
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[Any]] = []
+
+    def start(self, command: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
+        """Start ``command`` (``subprocess.Popen(command, **popen)``) and own it."""
+        process: subprocess.Popen[Any] = subprocess.Popen(command, **popen)
+        self.processes.append(process)
+        return process
+
+    def running(self) -> list[int]:
+        """Process ids of the owned processes still running."""
+        return [process.pid for process in self.processes if process.poll() is None]
+
+    def close(self) -> None:
+        """Kill every owned process still running, reap it, close its pipes (idempotent)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+            process.wait()
+        self.processes.clear()
+
+    def __repr__(self) -> str:
+        return f"<ProcessGroup processes={len(self.processes)} running={len(self.running())}>"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from h5live.testing._clock import FakeClock
-from h5live.testing._process import WriterProcess
+from h5live.testing._process import ProcessGroup, WriterProcess
 from h5live.testing._writer import SimulatedWriter
 
 
@@ -53,3 +53,15 @@ def writer_process(tmp_path: Path) -> Iterator[Callable[..., WriterProcess]]:
     yield start
     for process in processes:
         process.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Any]]:
+    """Starts processes the way :class:`subprocess.Popen` does and ends them at teardown.
+
+    ``spawn(command, **popen_kwargs)`` returns the ``Popen``. Whatever the test does, pass or
+    fail, each process still running at teardown is killed and reaped and its pipes closed
+    (:class:`ProcessGroup`), so that no process outlives its test.
+    """
+    with ProcessGroup() as group:
+        yield group.start
