@@ -8,6 +8,7 @@ all. :func:`wait_for_progress` therefore fails only when the count has not moved
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,7 +31,9 @@ def _ended(process: subprocess.Popen[Any]) -> str:
             err = "(stderr not read)"
     if isinstance(err, bytes):
         err = err.decode(errors="replace")
-    command = " ".join(str(part) for part in process.args) if process.args else "?"
+    args = process.args
+    parts = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    command = " ".join(os.fsdecode(part) for part in parts)
     return f"{command!r} ended with exit code {process.returncode}: {str(err or '').strip()}"
 
 
