@@ -105,23 +105,100 @@ def test_keys_of_different_scan_rank_are_an_error(simulated_writer):
         KeyFollower([stack.keys[0], grid.keys[0]])
 
 
-def test_non_integer_keys_are_an_error(tmp_path):
-    with h5py.File(tmp_path / "float.h5", "w", libver="latest") as f:
-        keys = f.create_dataset("keys", shape=(5,), maxshape=(None,), dtype="f8", chunks=(5,))
-        with pytest.raises(KeyDatasetError, match=r"'/keys'.*float64.*integer"):
+KEY_VALUES = {
+    "int8": np.array([3, 1, -1, 0, 1], dtype=np.int8),
+    "uint64-odin-ids": np.array([2**64 - 1, 2**63, 1, 0, 5], dtype=np.uint64),
+    "bool": np.array([True, True, True, False, True]),
+    "float32": np.array([0.5, 1e-30, -2.0, 0.0, 1.0], dtype=np.float32),
+    "float64-nan": np.array([1.0, 2.0, 3.0, np.nan, 1.0]),
+}
+
+
+@pytest.mark.parametrize("values", KEY_VALUES.values(), ids=KEY_VALUES.keys())
+def test_numeric_keys_of_any_type_mark_frames_written(tmp_path, values):
+    # non-zero and not NaN is written: the frontier stops at the fourth entry
+    with h5py.File(tmp_path / "keys.h5", "w", libver="latest") as f:
+        keys = f.create_dataset("keys", data=values, maxshape=(None,), chunks=(2,))
+        assert list(KeyFollower([keys], timeout=0)) == [0, 1, 2]
+
+
+def test_keys_of_different_types_are_combined_as_booleans(tmp_path):
+    # a product of these (as swmr_tools merges keys) overflows to inf and then to NaN
+    with h5py.File(tmp_path / "keys.h5", "w", libver="latest") as f:
+        ids = f.create_dataset("ids", data=np.full(6, 2**64 - 1, dtype=np.uint64))
+        small = f.create_dataset("small", data=[1e-300, 1e-300, 1e-300, 1e-300, 0.0, 1e-300])
+        flags = f.create_dataset("flags", data=[True, True, True, True, True, False])
+        assert list(KeyFollower([ids, small, flags], timeout=0)) == [0, 1, 2, 3]
+
+
+def test_a_float_key_that_becomes_nan_is_a_regression(tmp_path):
+    with h5py.File(tmp_path / "keys.h5", "w", libver="latest") as f:
+        keys = f.create_dataset("keys", data=np.ones(6), maxshape=(None,))
+        follower = KeyFollower([keys], timeout=0)
+        assert follower.poll() == 5
+        keys[2] = np.nan
+        keys.resize(7, axis=0)
+        with pytest.warns(KeyRegressionWarning, match=r"\[2\]"):
+            assert follower.poll() == 5
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [h5py.string_dtype(), np.dtype([("a", "i4"), ("b", "f4")])],
+    ids=["string", "compound"],
+)
+def test_non_numeric_keys_are_an_error(tmp_path, dtype):
+    with h5py.File(tmp_path / "keys.h5", "w", libver="latest") as f:
+        keys = f.create_dataset("keys", shape=(5,), maxshape=(None,), dtype=dtype, chunks=(5,))
+        with pytest.raises(KeyDatasetError, match=r"'/keys' in '.*keys\.h5'.*not a number.*Fix:"):
             KeyFollower([keys])
 
 
-def test_non_integer_values_from_a_dataset_like_object_are_an_error():
-    class FloatKeys:
-        maxshape = (None,)
-        shape = (4,)
+class DuckKeys:
+    """Keys as swmr_tools' own tests make them: a list maxshape, float values, and a ``dtype``
+    attribute that is not a numpy dtype (theirs are ``unittest.mock`` objects)."""
+
+    dtype = object()
+    chunks = object()
+
+    def __init__(self, values):
+        self.values = np.asarray(values)
+        self.maxshape = list(self.values.shape)
+        self.shape = list(self.values.shape)
+
+    def __getitem__(self, selection):
+        return self.values[selection]
+
+
+def test_a_dtype_attribute_that_is_not_a_dtype_is_not_checked():
+    follower = KeyFollower([DuckKeys(np.zeros(4))], timeout=0)
+    follower.key_datasets[0].values[:2] = 1.0
+    assert list(follower) == [0, 1]
+
+
+def test_non_numeric_values_from_a_dataset_like_object_are_an_error():
+    with pytest.raises(KeyDatasetError, match=r"dtype <U1.*not a number.*Fix:"):
+        KeyFollower([DuckKeys(["a", "b"])]).poll()
+
+
+def test_maxshape_keeps_the_sequence_type_of_the_keys(tmp_path):
+    assert KeyFollower([DuckKeys(np.ones((3, 4, 1)))]).maxshape == [3, 4]
+    with h5py.File(tmp_path / "keys.h5", "w", libver="latest") as f:
+        keys = f.create_dataset("keys", data=np.ones((3, 4, 1)))
+        assert KeyFollower([keys]).maxshape == (3, 4)
+
+
+def test_a_finished_dataset_with_a_dtype_attribute_that_is_not_a_dtype(tmp_path):
+    class DuckFinished:
+        dtype = object()
+        shape = (1,)
 
         def __getitem__(self, selection):
-            return np.ones(4)[selection]
+            return np.array([1.0])[selection]
 
-    with pytest.raises(KeyDatasetError, match="float64"):
-        KeyFollower([FloatKeys()]).poll()
+    follower = KeyFollower([DuckKeys(np.zeros(4))], timeout=None, finished_dataset=DuckFinished())
+    assert list(follower) == []
+    assert follower.stop_reason == "finished"
 
 
 @pytest.mark.parametrize(

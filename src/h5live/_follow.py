@@ -2,10 +2,11 @@
 
 Contract
 --------
-- A *key dataset* is an integer (or boolean) dataset shaped like the scan, fill value 0, set
-  non-zero by the writer once the frame at that position is flushed. Frames are numbered by
-  their flat C-order index over the scan dims (the key dims left after dropping trailing
-  size-1 dims, as swmr_tools does).
+- A *key dataset* is a numeric dataset (integers of any width, bool, floats) shaped like the
+  scan, fill value 0, set non-zero by the writer once the frame at that position is flushed;
+  a float key that is NaN counts as not set. Frames are numbered by their flat C-order index
+  over the scan dims (the key dims left after dropping trailing size-1 dims, as swmr_tools
+  does).
 - The *frontier* (``current_max``) is the highest flat index ``i`` such that every key is
   non-zero at every index ``0..i`` (with the ``"skip"`` gap policy: or was skipped). It only
   grows. Frames up to it are delivered exactly once, in order, by iteration
@@ -69,11 +70,13 @@ from h5live.errors import (
     KeyRegressionWarning,
 )
 
-__all__ = ["FollowPolicy", "KeyFollower", "StopReason"]
+__all__ = ["FollowPolicy", "KeyFollower", "ScanMaxshape", "StopReason"]
 
 logger = logging.getLogger(__name__)
 
 StopReason = Literal["finished", "timeout", "complete"]
+#: The scan part of a key's ``maxshape``: a tuple for h5py datasets, a list if a key gives one.
+ScanMaxshape = tuple[int | None, ...] | list[int | None]
 
 _MOVES_KEPT = 4096  # frontier moves remembered for completed_at
 GapPolicy = Literal["block", "skip"]
@@ -203,8 +206,9 @@ class KeyFollower(ClosingContext):
         The frontier: the highest index up to which every frame is complete (-1: none).
     scan_rank : int
         Number of scan dims (key dims without trailing size-1 dims).
-    maxshape : tuple
-        The scan part of the first key's ``maxshape`` (``None`` on growing axes).
+    maxshape : tuple or list
+        The scan part of the first key's ``maxshape`` (``None`` on growing axes), of the
+        sequence type the key gives (h5py: a tuple).
     timed_out, finished_set : bool
         Whether the idle timeout elapsed; whether the finished flag was seen set.
     stop_reason : {"finished", "timeout", "complete"} or None
@@ -213,8 +217,8 @@ class KeyFollower(ClosingContext):
     Raises
     ------
     KeyDatasetError
-        Keys of different scan rank, non-integer keys, a scalar key, or a contiguous key that
-        HDF5 cannot read while it is written.
+        Keys of different scan rank, keys that are not numbers, a scalar key, or a contiguous
+        key that HDF5 cannot read while it is written.
     FinishedDatasetError
         A finished dataset that does not hold exactly one number.
 
@@ -253,7 +257,7 @@ class KeyFollower(ClosingContext):
         self.finished_set = False
         self.stop_reason: StopReason | None = None
         self.scan_rank = -1
-        self.maxshape: tuple[int | None, ...] | None = None
+        self.maxshape: ScanMaxshape | None = None
         self._keys: list[KeyView] = []
         self._total: int | None = None
         self._skipped: list[int] = []
@@ -373,9 +377,13 @@ class KeyFollower(ClosingContext):
                 "key datasets have different scan maxshapes: %s", sorted(maxshapes, key=str)
             )
         self.scan_rank = rank
-        self.maxshape = ranks[0][1][:rank]
-        if all(n is not None for n in self.maxshape):
-            self._total = math.prod(n for n in self.maxshape if n is not None)
+        maxshape = ranks[0][1][:rank]
+        # as swmr_tools: the first key's maxshape as it gives it (a list stays a list)
+        self.maxshape = (
+            list(maxshape) if isinstance(self.key_datasets[0].maxshape, list) else maxshape
+        )
+        if all(n is not None for n in maxshape):
+            self._total = math.prod(n for n in maxshape if n is not None)
         dims = max(rank, 1)
         self._keys = [KeyView(dataset, dims) for dataset in self.key_datasets]
         if self.finished_dataset is not None:
@@ -438,7 +446,7 @@ class KeyFollower(ClosingContext):
             return np.zeros(0, dtype=bool)
         complete = np.ones(stop - start, dtype=bool)
         for key in self._keys:
-            complete &= key.read(start, stop) != 0
+            complete &= key.read(start, stop)
         return complete
 
     def _skip_gaps(self, start: int, end: int, final: bool) -> int:

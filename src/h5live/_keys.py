@@ -2,9 +2,11 @@
 finished flag. These are the reads a KeyFollower poll is made of.
 
 A key dataset is shaped like the scan (trailing size-1 dims ignored); frame ``i`` is the entry
-at flat C-order index ``i`` over the scan dims. :class:`KeyView` reads flat index ranges as at
-most ``2 * rank - 1`` hyperslabs and finds the end of the run of non-zero entries after the
-frontier, reading chunk-aligned windows that grow only while they are all non-zero.
+at flat C-order index ``i`` over the scan dims. Keys are numbers of any type (integers of any
+width, bool, floats): an entry marks its frame written once it is non-zero and not NaN, and
+keys are only ever compared as such booleans. :class:`KeyView` reads flat index ranges as at
+most ``2 * rank - 1`` hyperslabs and finds the end of the run of set entries after the
+frontier, reading chunk-aligned windows that grow only while they are all set.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ from h5live._source import (
 from h5live.errors import DuplicateHandleError, FinishedDatasetError, KeyDatasetError
 
 __all__ = [
+    "KEY_KINDS",
     "MIN_WINDOW",
     "NO_LIMIT",
     "FinishedFlag",
     "KeyView",
     "check_key_dataset",
+    "check_key_dtype",
     "dataset_label",
     "first_zero",
     "flat_boxes",
+    "key_is_set",
     "refresh_dataset",
     "scan_rank_of",
     "stable_prefix",
@@ -43,6 +48,8 @@ MIN_WINDOW = 64  # flat entries read by the first window of a poll, at least
 _MAX_WINDOW = 1 << 20  # a catch-up read never takes more than this many entries at once
 _MAX_ALIGN = 1 << 16  # chunk alignment is a hint; ignore it for enormous chunks
 NO_LIMIT = sys.maxsize
+#: numpy dtype kinds accepted as keys: bool, signed and unsigned integers, floats, complex.
+KEY_KINDS = "biufc"
 
 
 def scan_rank_of(maxshape: Sequence[int | None]) -> int:
@@ -160,7 +167,8 @@ class KeyView:
         self.shape: tuple[int, ...] = tuple(int(n) for n in dataset.shape[:dims])
         self.extent = math.prod(self.shape)
         chunks = getattr(dataset, "chunks", None)
-        flat_chunk = math.prod(chunks[:dims]) if chunks else 1
+        # duck-typed datasets may have no chunks, or an attribute that is not a shape
+        flat_chunk = math.prod(chunks[:dims]) if isinstance(chunks, (tuple, list)) else 1
         self.align = max(1, min(flat_chunk, _MAX_ALIGN))
         self.dtype_checked = False
         self.refreshed_in = -1  # the follower's poll count at the last refresh
@@ -197,8 +205,14 @@ class KeyView:
         self.shape = shape
         self.extent = math.prod(shape)
 
-    def read(self, lo: int, hi: int) -> npt.NDArray[Any]:
-        """Key values at flat indices ``[lo, hi)`` (``hi <= extent``), raveled."""
+    def read(self, lo: int, hi: int) -> npt.NDArray[np.bool_]:
+        """Whether the keys at flat indices ``[lo, hi)`` (``hi <= extent``) are set, raveled.
+
+        Raises
+        ------
+        KeyDatasetError
+            The dataset cannot be read, or its values are not numbers.
+        """
         try:
             if self.dims == 1:
                 values = np.asarray(self.dataset[lo:hi, ...]).reshape(-1)
@@ -209,14 +223,9 @@ class KeyView:
         except (RuntimeError, OSError, ValueError) as exc:
             raise self._fail(exc, "read") from exc
         if not self.dtype_checked:
+            check_key_dtype(values.dtype, self.name, self.filename)
             self.dtype_checked = True
-            if values.dtype.kind not in "iub":
-                raise KeyDatasetError(
-                    f"key dataset {self.name!r} in {self.filename!r} has dtype {values.dtype} "
-                    "but keys must be integers (0 = frame not written yet). Fix: have the "
-                    "writer store keys as an integer dataset with fill value 0."
-                )
-        return values
+        return key_is_set(values)
 
     def run_end(
         self,
@@ -240,7 +249,7 @@ class KeyView:
             values = self.read(lo, hi)
             behind = values[: start - lo]
             if not behind.all():
-                on_regression(self, np.flatnonzero(behind == 0).astype(np.int64) + lo)
+                on_regression(self, np.flatnonzero(~behind).astype(np.int64) + lo)
             zero = first_zero(values[start - lo :])
             if zero is not None:
                 return start + zero
@@ -256,14 +265,39 @@ class KeyView:
         return stop
 
 
+def check_key_dtype(dtype: np.dtype[Any], name: str, filename: str) -> None:
+    """Refuse keys that are not numbers: integers of any width, bool and floats are keys.
+
+    Raises
+    ------
+    KeyDatasetError
+        ``dtype`` is not numeric (strings, compounds, objects, ...).
+    """
+    if dtype.kind not in KEY_KINDS:
+        raise KeyDatasetError(
+            f"key dataset {name!r} in {filename!r} has dtype {dtype}, which is not a number; "
+            "keys are numbers, 0 (or NaN) while the frame is not written and non-zero once it "
+            "is. Fix: pass the scan-shaped numeric key dataset (integer, bool or float), or "
+            "have the writer store its keys as one with fill value 0."
+        )
+
+
+def key_is_set(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Where numeric key values mark a written frame: non-zero, and not NaN for floats."""
+    written = np.asarray(values != 0)
+    if values.dtype.kind in "fc":
+        written &= ~np.isnan(values)
+    return written
+
+
 def check_key_dataset(dataset: Any) -> tuple[tuple[int | None, ...], int]:
     """Validate one key dataset; return its ``maxshape`` and scan rank.
 
     Raises
     ------
     KeyDatasetError
-        No shape/maxshape, a scalar, a non-integer dtype, or contiguous storage HDF5 cannot
-        read while it is written.
+        No shape/maxshape, a scalar, a dtype that is not numeric, or contiguous storage HDF5
+        cannot read while it is written.
     """
     filename, name = dataset_label(dataset)
     try:
@@ -280,12 +314,8 @@ def check_key_dataset(dataset: Any) -> tuple[tuple[int | None, ...], int]:
             "Fix: pass the scan-shaped key dataset (maybe this is the finished dataset?)."
         )
     dtype = getattr(dataset, "dtype", None)
-    if dtype is not None and np.dtype(dtype).kind not in "iub":
-        raise KeyDatasetError(
-            f"key dataset {name!r} in {filename!r} has dtype {np.dtype(dtype)} but keys must be "
-            "integers (0 = frame not written yet). Fix: have the writer store keys as an "
-            "integer dataset with fill value 0."
-        )
+    if isinstance(dtype, np.dtype):  # duck-typed datasets are checked on their first read
+        check_key_dtype(dtype, name, filename)
     if is_unallocated_contiguous(dataset):
         raise KeyDatasetError(contiguous_message("key", name, filename))
     return maxshape, scan_rank_of(maxshape)
@@ -315,10 +345,11 @@ class FinishedFlag:
                 "must hold one number (shape () or (1,)). Fix: pass the one-element finished "
                 "dataset."
             )
-        if dtype is not None and np.dtype(dtype).kind not in "iubf":
+        # duck-typed datasets may have a dtype that is not one: their values are checked on read
+        if isinstance(dtype, np.dtype) and dtype.kind not in "iubf":
             raise FinishedDatasetError(
                 f"finished dataset {self.name!r} in {self.filename!r} has dtype "
-                f"{np.dtype(dtype)}; it must be a number (0 while writing, non-zero when "
+                f"{dtype}; it must be a number (0 while writing, non-zero when "
                 "complete). Fix: pass the numeric finished dataset."
             )
         if is_unallocated_contiguous(dataset):

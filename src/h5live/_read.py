@@ -113,8 +113,8 @@ class SliceDict(dict[str, Any]):
     ----------
     slice_metadata : tuple of slice
         One slice per scan dim: where the frames sit in the scan (pass to ``append_data``).
-    maxshape : tuple
-        The scan's maximum shape (``None`` on growing axes).
+    maxshape : tuple or list
+        The scan's maximum shape (``None`` on growing axes), as the keys give it.
     index : int
         Flat index of the first frame.
     stop : int
@@ -124,7 +124,7 @@ class SliceDict(dict[str, Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slice_metadata: tuple[slice, ...] | None = None
-        self.maxshape: tuple[int | None, ...] | None = None
+        self.maxshape: tuple[int | None, ...] | list[int | None] | None = None
         self.index: int | None = None
         self.stop: int | None = None
 

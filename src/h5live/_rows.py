@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from h5live._closing import ClosingContext
-from h5live._follow import FollowPolicy, KeyFollower
+from h5live._follow import FollowPolicy, KeyFollower, ScanMaxshape
 from h5live._keys import dataset_label
 from h5live._source import Clock, Sleep
 
@@ -59,7 +59,7 @@ class RowKeyFollower(ClosingContext):
         )
         self.row_size = row_size
         self.scan_rank = -1
-        self.maxshape: tuple[int | None, ...] | None = None
+        self.maxshape: ScanMaxshape | None = None
         self._row_count = -1
         self._warned = False
         self.check_datasets()
