@@ -81,7 +81,9 @@ class DataSource(ClosingContext):
     ValueError
         No datasets, a bad ``batch_frames``, or interleaved datasets on a grid scan.
     ScanShapeError
-        A dataset whose scan shape does not match the keys' (both shapes are named).
+        A dataset whose scan shape does not match the keys' (both shapes are named): fewer
+        dims than the scan rank, or other inner scan dims. The first axis's maximum length may
+        differ; frames are those the keys mark.
 
     Examples
     --------
@@ -148,8 +150,11 @@ class DataSource(ClosingContext):
         filename, path = dataset_label(dataset)
         shape = tuple(dataset.shape)
         data = _scan_maxshape(dataset, rank) if len(shape) >= rank else shape
+        # Inner scan dims must agree. The first axis's maximum may differ (swmr_tools' own tests
+        # give keys room for 20 frames beside data for 10): the keys say which frames exist.
         clash = len(shape) < rank or any(
-            k is not None and d is not None and k != d for k, d in zip(keys, data, strict=True)
+            k is not None and d is not None and k != d
+            for k, d in zip(keys[1:], data[1:], strict=True)
         )
         # inner scan dims that can grow must still agree now (0: not written yet)
         clash = clash or any(
