@@ -196,3 +196,19 @@ def test_a_file_opened_without_swmr_is_read_whole_without_waiting(tmp_path, fake
         items = list(source)
     assert [(i.index, i.stop) for i in items] == [(0, 4), (4, 8), (8, 10)]
     assert fake_clock() < 5  # not the idle timeout: nothing can be writing this file
+
+
+def test_the_last_chunk_is_delivered_once_the_writer_has_closed_the_file(tmp_path, fake_clock):
+    # No finished flag (as swmr_tools' own test_mock_scan): the writer's close clears the
+    # superblock's write flags, which shows it is done with its last chunk.
+    path = tmp_path / "closed.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        data = f.create_dataset("d", shape=(0, 2), maxshape=(None, 2), chunks=(4, 2), dtype="i4")
+        f.swmr_mode = True
+        data.resize(10, axis=0)
+        data[:] = np.arange(20).reshape(10, 2)
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        source = ChunkSource({"d": f["d"]}, 1, clock=fake_clock, sleep=fake_clock.sleep)
+        items = list(source)
+    assert [(item.index, item.stop) for item in items] == [(0, 4), (4, 8), (8, 10)]
+    np.testing.assert_array_equal(items[-1]["d"], [[16, 17], [18, 19]])

@@ -5,10 +5,12 @@ Contract
 - The datasets are stacks chunked along their first axis only: each chunk holds
   ``chunk_size`` whole frames (every other chunk dim equals the dataset's).
 - Without keys, a chunk is known complete when the writer has moved past it: the next chunk is
-  allocated, or the finished dataset is set (then every chunk counts, the last one cut at the
-  dataset's length). A chunk that is only partly
-  written is never delivered. When following stops on the idle timeout without a finished
-  flag, the last chunk cannot be known complete: it is withheld, with a warning.
+  allocated, or the writer is done: the finished dataset is set, or the writer has closed the
+  file (its superblock no longer marks it open for writing). Then every chunk counts, the last
+  one cut at the dataset's length. A chunk that is only partly written is never delivered.
+  When following stops on the idle timeout while the file is still marked open for writing
+  (a writer that hangs or was killed) and there is no finished flag, the last chunk cannot be
+  known complete: it is withheld, with a warning.
 - Progress is tracked by a :class:`h5live.KeyFollower` over one *chunk progress* view per
   dataset (frame ``i`` reads 1 once its chunk is complete), so waiting, pacing, the timeout and
   the race-safe finished flag behave exactly as for key datasets.
@@ -33,6 +35,7 @@ from h5live._direct import DirectChunkReader, direct_chunk_reader
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live._keys import dataset_label, refresh_dataset
 from h5live._read import SliceDict, read_selection
+from h5live._recover import writer_flags
 from h5live._source import Clock, Sleep
 
 __all__ = ["ChunkSource"]
@@ -90,10 +93,18 @@ class _ChunkProgress:
             return True
         done = self._finished()
         moved_on = not done and not self.early and self._allocated(chunk + 1)
-        if moved_on or (done and self._allocated(chunk)):
+        # the writer's close is read (from the superblock) only when it is what decides
+        if moved_on or (self._allocated(chunk) and (done or self._writer_closed())):
             self._complete = chunk + 1
             return True
         return False
+
+    def _writer_closed(self) -> bool:
+        """Whether no writer has the file open: its superblock's write flags are clear."""
+        try:
+            return writer_flags(self.file.filename) == 0
+        except (OSError, ValueError, AttributeError):  # not a plain HDF5 file on disk
+            return False
 
     def __getitem__(self, selection: Any) -> npt.NDArray[np.uint8]:
         flat = selection[0] if isinstance(selection, tuple) else selection
@@ -124,7 +135,8 @@ class ChunkSource(ClosingContext):
         Idle timeout in seconds (``None``: wait for the finished flag).
     finished_dataset
         Optional one-element dataset, non-zero once the file is complete. Without it, the last
-        chunk is withheld (see the module docstring).
+        chunk is delivered once the writer has closed the file, and withheld if it stops
+        without closing it (see the module docstring).
     use_direct_chunk
         Decode chunks in Python where that is faster (default), else read through h5py.
     policy, clock, sleep
@@ -271,8 +283,9 @@ class ChunkSource(ClosingContext):
         if length > start:
             logger.warning(
                 "%s: stopped on the %s s timeout; frames %d..%d are in a chunk that could not be "
-                "known complete (no later chunk and no finished flag) and were not delivered. "
-                "Fix: give the writer's finished dataset as finished_dataset.",
+                "known complete (no later chunk, no finished flag, and the file is still marked "
+                "open by a writer) and were not delivered. Fix: give the writer's finished "
+                "dataset as finished_dataset, or have the writer close the file.",
                 dataset_label(next(iter(self._datasets.values())))[0],
                 self.timeout,
                 start,
