@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from swmr_tools import chunk_utils as swmr_chunk_utils
+from swmr_tools import utils as swmr_utils
 
 from h5live import chunk_utils
 from h5live.chunk_utils import (
@@ -54,13 +55,43 @@ def output_chunk_last_frames(
     scan_shape: tuple[int, ...], n_points_chunk: int, snake: bool
 ) -> dict[tuple[int, ...], int]:
     """Output chunk key (row coordinates, chunk number) -> flat index of its last frame."""
+    return {
+        key: last
+        for key, (_, last, _) in output_chunk_frames(scan_shape, n_points_chunk, snake).items()
+    }
+
+
+def output_chunk_frames(
+    scan_shape: tuple[int, ...], n_points_chunk: int, snake: bool
+) -> dict[tuple[int, ...], tuple[int, int, bool]]:
+    """Output chunk key -> (first frame, last frame, whether it is the narrow end of a row that
+    runs backwards)."""
     width = min(n_points_chunk, scan_shape[-1])
     flat = flat_index_grid(scan_shape, snake)
-    last_frames: dict[tuple[int, ...], int] = {}
+    frames: dict[tuple[int, ...], tuple[int, int, bool]] = {}
     for row in np.ndindex(scan_shape[:-1]):
+        backwards = scan_shape[-1] > 1 and flat[row][0] > flat[row][-1]
         for chunk in range(math.ceil(scan_shape[-1] / width)):
-            last_frames[(*row, chunk)] = int(flat[row][chunk * width : (chunk + 1) * width].max())
-    return last_frames
+            part = flat[row][chunk * width : (chunk + 1) * width]
+            narrow_end = len(part) < width
+            frames[(*row, chunk)] = (int(part.min()), int(part.max()), backwards and narrow_end)
+    return frames
+
+
+def written_after(
+    scan_shape: tuple[int, ...], n_points_chunk: int, snake: bool, stop: int
+) -> set[tuple[int, ...]]:
+    """The output chunks written once the input chunk ending at ``stop`` is: those complete,
+    but the narrow end of a backwards row whose frames all came in that input chunk, which is
+    written with the next one (from ``last_data``, as swmr_tools 0.9's test_write expects)."""
+    start = (stop - 1) // n_points_chunk * n_points_chunk
+    return {
+        key
+        for key, (first, last, held) in output_chunk_frames(
+            scan_shape, n_points_chunk, snake
+        ).items()
+        if last < stop and not (held and first >= start)
+    }
 
 
 class RecordingOutput:
@@ -139,13 +170,13 @@ def run_scan(
 
 
 def check_scan(scan_shape: tuple[int, ...], n_points_chunk: int, snake: bool) -> None:
-    """The grid is right, and after each input chunk exactly the complete chunks are written."""
+    """The grid is right, and after each input chunk exactly the chunks of
+    :func:`written_after` are written, each once."""
     output = RecordingOutput(scan_shape, n_points_chunk)
     last_frames = output_chunk_last_frames(scan_shape, n_points_chunk, snake)
 
     def check_written(stop: int) -> None:
-        complete = {chunk for chunk, last in last_frames.items() if last < stop}
-        assert set(output.written) == complete
+        assert set(output.written) == written_after(scan_shape, n_points_chunk, snake, stop)
 
     run_scan(scan_shape, n_points_chunk, snake, output, after_chunk=check_written)
     np.testing.assert_array_equal(output.array, expected_grid(scan_shape, snake))
@@ -212,8 +243,8 @@ def test_h5py_dataset_gets_whole_chunks_only(tmp_path, case):
         )
 
         def check_chunks(stop: int) -> None:  # a partial write would allocate one more chunk
-            complete = sum(last < stop for last in last_frames.values())
-            assert dataset.id.get_num_chunks() == complete
+            written = written_after(scan_shape, n_points_chunk, snake, stop)
+            assert dataset.id.get_num_chunks() == len(written)
 
         run_scan(scan_shape, n_points_chunk, snake, dataset, after_chunk=check_chunks)
         assert dataset.id.get_num_chunks() == len(last_frames)
@@ -243,6 +274,50 @@ def test_same_grid_and_writes_as_swmr_tools(case):
     np.testing.assert_array_equal(theirs.array, expected_grid(scan_shape, snake))
     np.testing.assert_array_equal(ours.array, theirs.array)
     assert sorted(ours.regions()) == sorted(theirs.regions())
+
+
+def write_calls(scan_shape, n_points_chunk, snake, module) -> dict[tuple, int]:
+    """Output region -> the input chunk (its first frame) whose call wrote it last."""
+    output, calls = ListOutput(scan_shape), []
+    run_scan(
+        scan_shape,
+        n_points_chunk,
+        snake,
+        output,
+        module=module,
+        after_chunk=lambda stop: calls.append((stop, len(output.writes))),
+    )
+    written: dict[tuple, int] = {}
+    done = 0
+    for stop, count in calls:
+        for key in output.writes[done:count]:
+            bounds = tuple(s.indices(n)[:2] for s, n in zip(key, output.shape, strict=False))
+            if all(b > a for a, b in bounds):
+                written[bounds[: len(scan_shape)]] = (stop - 1) // n_points_chunk * n_points_chunk
+        done = count
+    return written
+
+
+# swmr_tools 0.9's own snake cases (test_chunk_utils.py) where a narrow row end is held back
+HELD_BACK = [
+    ((11, 23), 10),
+    ((4, 4), 3),
+    ((3, 3), 2),
+    ((6, 6), 5),
+    ((35, 29), 7),
+    ((13, 13), 10),
+    ((3, 3, 3), 2),
+    ((2, 3, 7, 10), 7),
+]
+
+
+@pytest.mark.parametrize(
+    ("scan_shape", "n_points_chunk"), HELD_BACK, ids=[f"{s}-n{n}" for s, n in HELD_BACK]
+)
+def test_each_output_chunk_written_by_the_call_swmr_tools_writes_it_in(scan_shape, n_points_chunk):
+    ours = write_calls(scan_shape, n_points_chunk, True, chunk_utils)
+    theirs = write_calls(scan_shape, n_points_chunk, True, swmr_chunk_utils)
+    assert ours == theirs
 
 
 def test_swmr_tools_writes_wrong_frames_then_writes_them_again():
@@ -278,14 +353,47 @@ def test_swmr_tools_writes_empty_regions_when_rows_are_whole_chunks():
     assert ours.writes == [(slice(0, 1, 1), slice(0, 2, 1), slice(0, 2, 1))]
 
 
-def test_end_of_reversed_row_written_as_soon_as_complete():
-    # 2x4 snake, chunks of 3: output [1, 3] is frame 4, in input chunk 3..5; swmr_tools waits
-    # for the next chunk and copies it from last_data.
-    theirs = [c.type for c in swmr_chunk_utils.get_slice_structure(6, 3, [2, 4], True)]
-    assert theirs == ["last", "combined"]
-    structure = get_slice_structure(3, 3, (2, 4), True)
-    assert [(c.type, c.position) for c in structure] == [("current", (0, 3)), ("current", (1, 3))]
-    assert structure[1].current == SliceInOut(slice(1, 0, -1), slice(3, 4, 1))
+def test_end_of_reversed_row_written_with_the_next_input_chunk_as_swmr_tools():
+    # 2x4 snake, chunks of 3: output [1, 3] is frame 4, in input chunk 3..5; as swmr_tools,
+    # it is written with the next input chunk, copied from last_data.
+    theirs = swmr_chunk_utils.get_slice_structure(6, 3, [2, 4], True)
+    assert [(c.type, tuple(map(int, c.position))) for c in theirs] == [
+        ("last", (1, 1)),
+        ("combined", (1, 1)),
+    ]
+    assert [(c.type, c.position) for c in get_slice_structure(3, 3, (2, 4), True)] == [
+        ("current", (0, 3))
+    ]
+    held, rest = get_slice_structure(6, 3, (2, 4), True)
+    assert (held.type, held.position) == ("last", (1, 3))
+    assert held.last == SliceInOut(slice(1, 0, -1), slice(3, 4, 1))
+    assert (rest.type, rest.position) == ("combined", (1, 0))
+
+
+def test_snake_write_of_swmr_tools_test_write():
+    # swmr_tools 0.9's own test_write: one call for the input chunk of frames 30..39 of an
+    # 11x23 snake, with last_data standing for frames 20..29. Row 1 runs backwards from frame
+    # 23 at column 22, so column 22 holds frame 23 (last_data[3] == 4) and column 19 frame 26
+    # (last_data[6] == 7); the narrow end [1, 20:23] (frames 23..25) is written by this call.
+    shape, scalars = [11, 23], np.arange(1, 11)
+    assert [get_position_snake(i, shape, 2) for i in (23, 26)] == [(1, 22), (1, 19)]
+    ours, theirs = np.zeros(shape), np.zeros(shape)
+    write_data(get_slice_structure(30, 10, shape, True), scalars, scalars, ours)
+    structure = swmr_chunk_utils.get_slice_structure(30, 10, shape, True)
+    swmr_chunk_utils.write_data(structure, scalars, scalars, theirs)
+    assert (ours[1, 22], ours[1, 19]) == (4, 7)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    "shape", [(11, 23), (4, 4), (3, 3, 3), (2, 13, 20), (2, 3, 7, 10)], ids=str
+)
+def test_snake_positions_are_swmr_tools(shape):
+    n = math.prod(shape)
+    theirs = [
+        tuple(map(int, swmr_utils.get_position_snake(i, shape, len(shape)))) for i in range(n)
+    ]
+    assert [get_position_snake(i, shape, len(shape)) for i in range(n)] == theirs
 
 
 def test_reversed_slice_reaching_frame_zero_stops_at_none():

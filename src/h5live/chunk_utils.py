@@ -8,10 +8,14 @@ in snake order (a row runs backwards whenever the sum of the coordinates before 
 (see :func:`get_output_chunk_shape`): chunks are ``min(n_points_chunk, row length)`` points wide,
 aligned to the start of each row, so the last chunk of a row may be narrower.
 
-:func:`get_slice_structure` lists, for the input chunk starting at flat index ``index``, every
-output chunk whose last frame arrives with that input chunk; the rest of such an output chunk is
-in the previous input chunk, so :func:`write_data`, given the current and the previous input
-chunk, writes each output chunk exactly once, with one write covering exactly that chunk.
+:func:`get_slice_structure` lists, for the input chunk starting at flat index ``index``, the
+output chunks to write with it: every output chunk whose last frame arrives with that input
+chunk (the rest of it is in the previous input chunk), except one kind, which comes one input
+chunk later, as in swmr_tools: the narrow end chunk of a row that runs backwards (its first
+frames in flat order) when all its frames came in one input chunk; it is then written with the
+next input chunk, from ``last_data`` (the ``"last"`` type). So :func:`write_data`, given the
+current and the previous input chunk, writes each output chunk exactly once, with one write
+covering exactly that chunk, in the same call as swmr_tools' last write of it.
 
 The names, signatures and classes are those of ``swmr_tools.chunk_utils`` (0.9), so programs
 that call ``get_slice_structure`` and ``write_data`` work unchanged. Differences (bug fixes):
@@ -20,13 +24,12 @@ that call ``get_slice_structure`` and ``write_data`` work unchanged. Differences
   ``n_points_chunk`` (e.g. ``scan_shape=(4, 4)``, ``n_points_chunk=3``, ``index=12``):
   swmr_tools reads the narrow end-of-row chunk of width ``k`` with ``slice(k, 0, -1)``, frames
   ``k..1`` instead of ``k-1..0``, writes them, and overwrites them with the right frames on the
-  next input chunk: a reader sees wrong data meanwhile. Here it is written once, right.
+  next input chunk: a reader sees wrong data meanwhile. Here it is written once, right, with
+  that next input chunk.
 - Snake scans with ``n_points_chunk`` longer than a row: swmr_tools writes reversed rows at
   ``slice(0, 2 * row_length - 1)``, past the end of the axis (numpy and h5py clip it). Here
   every write covers exactly one output chunk.
 - Rows a whole number of chunks long: swmr_tools adds an empty write (e.g. ``slice(2, 2)``).
-- An output chunk is written as soon as its last frame has arrived; the "last" type (copy from
-  ``last_data`` only) is therefore never produced, but :func:`write_data` still accepts it.
 - Bad arguments raise :class:`ValueError` with a message naming the value and the fix (a bad
   ``ChunkSliceCollection`` type included, where swmr_tools raises ``RuntimeError``).
 
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -168,7 +171,7 @@ def get_slice_structure(
     Returns
     -------
     list of ChunkSliceCollection
-        One entry per output chunk whose last frame is in this input chunk, in the order
+        One entry per output chunk to write now (see the module docstring), in the order
         their last frames arrived. Pass it to :func:`write_data`.
 
     Raises
@@ -195,37 +198,88 @@ def get_slice_structure(
             "below the scan size."
         )
     stop = min(start + n_points_chunk, size)
+    structure: list[ChunkSliceCollection] = []
+    if start:  # narrow row ends held back from the previous input chunk (see the module doc)
+        previous = start - n_points_chunk
+        for chunk in _output_chunks(previous, start, shape, n_points_chunk, snake):
+            if chunk.held_back(previous, start, n_points_chunk):
+                collection = ChunkSliceCollection("last", chunk.position)
+                offset = chunk.first_frame - previous
+                collection.last = SliceInOut(
+                    _input_slice(offset, offset + chunk.width, True), chunk.output
+                )
+                structure.append(collection)
+    for chunk in _output_chunks(start, stop, shape, n_points_chunk, snake):
+        complete = start <= chunk.last_frame < stop
+        if complete and not chunk.held_back(start, stop, n_points_chunk):
+            structure.append(
+                _build_collection(
+                    chunk.position,
+                    chunk.output,
+                    chunk.first_frame - start,
+                    n_points_chunk,
+                    chunk.reverse,
+                )
+            )
+    return structure
+
+
+@dataclass(frozen=True)
+class _OutputChunk:
+    """One output chunk of a grid row: where it goes and which frames (flat order) fill it."""
+
+    position: tuple[int, ...]  # scan position of its first point (lowest fast coordinate)
+    output: slice  # along the fast axis
+    reverse: bool  # the row runs backwards
+    row_length: int
+    first_frame: int
+    last_frame: int
+
+    @property
+    def width(self) -> int:
+        return int(self.output.stop - self.output.start)
+
+    def held_back(self, lo: int, hi: int, n_points_chunk: int) -> bool:
+        """Whether this chunk, if all its frames are in the input chunk ``[lo, hi)``, is written
+        with the next input chunk instead: the narrow end of a reversed row (as swmr_tools)."""
+        narrow = self.row_length % min(n_points_chunk, self.row_length) != 0
+        at_end = self.output.stop == self.row_length
+        return self.reverse and narrow and at_end and lo <= self.first_frame <= self.last_frame < hi
+
+
+def _output_chunks(
+    lo: int, hi: int, shape: tuple[int, ...], n_points_chunk: int, snake: bool
+) -> Iterator[_OutputChunk]:
+    """The output chunks holding frames ``[lo, hi)``, row by row, each row's in flat order."""
     row_length = shape[-1]
     width = min(n_points_chunk, row_length)
-    structure: list[ChunkSliceCollection] = []
-    for row in range(start // row_length, (stop - 1) // row_length + 1):
+    for row in range(lo // row_length, (hi - 1) // row_length + 1):
         row_start = row * row_length
         if snake:
             position, reverse = get_position_snake_row(row_start, shape, len(shape))
         else:
             position, reverse = get_position(row_start, shape, len(shape)), False
-        # Output coordinates, along this row, of the frames in this input chunk.
-        first = max(start, row_start) - row_start
-        end = min(stop, row_start + row_length) - row_start
+        # Output coordinates, along this row, of frames lo..hi-1.
+        first = max(lo, row_start) - row_start
+        end = min(hi, row_start + row_length) - row_start
         if reverse:
             first, end = row_length - end, row_length - first
         chunks = range(first // width, (end - 1) // width + 1)
         for chunk in reversed(chunks) if reverse else chunks:
             out_start = chunk * width
             out_stop = min(out_start + width, row_length)
-            # The last frame of the chunk to arrive is at out_start if reversed, else out_stop - 1.
-            if (out_start >= first) if reverse else (out_stop <= end):
-                first_frame = row_start + (row_length - out_stop if reverse else out_start)
-                structure.append(
-                    _build_collection(
-                        (*position[:-1], out_start),
-                        slice(out_start, out_stop, 1),
-                        first_frame - start,
-                        n_points_chunk,
-                        reverse,
-                    )
-                )
-    return structure
+            if reverse:  # the chunk's frames in flat order: from its high end down
+                frames = (row_start + row_length - out_stop, row_start + row_length - out_start)
+            else:
+                frames = (row_start + out_start, row_start + out_stop)
+            yield _OutputChunk(
+                (*position[:-1], out_start),
+                slice(out_start, out_stop, 1),
+                reverse,
+                row_length,
+                frames[0],
+                frames[1] - 1,
+            )
 
 
 def write_data(
