@@ -217,6 +217,32 @@ def test_interleaved_datasets_give_the_frames_in_order(tmp_path, batch):
             assert (a.slice_metadata, a.index) == (b.slice_metadata, b.index)
 
 
+class DuckArray:
+    """A dataset as swmr_tools' own tests make them: list shapes, float values, and a ``dtype``
+    attribute that is not a numpy dtype (theirs are ``unittest.mock`` objects)."""
+
+    dtype = object()
+
+    def __init__(self, values):
+        self.values = np.asarray(values)
+        self.shape = self.maxshape = list(self.values.shape)
+
+    def __getitem__(self, selection):
+        return self.values[selection]
+
+
+@pytest.mark.parametrize("batch", [None, 4], ids=["frames", "batch-4"])
+def test_interleaved_duck_typed_datasets_whose_dtype_is_not_one(batch):
+    data = np.arange(11 * 2, dtype=np.float32).reshape(11, 2)
+    parts = {"d": [DuckArray(data[j::3]) for j in range(3)]}
+    keys = [DuckArray(np.ones(11))]
+    items = list(DataSource(keys, None, 0.01, interleaved_datasets=parts, batch_frames=batch))
+    frames = np.concatenate([item["d"] for item in items])
+    np.testing.assert_array_equal(frames, data)
+    assert frames.dtype == np.float32
+    assert items[0].maxshape == [11]
+
+
 def test_results_written_back_like_swmr_tools(tmp_path):
     data = np.random.default_rng(1).integers(0, 100, size=(3, 4, 5, 6))
     with h5py.File(tmp_path / "d.h5", "w") as f:

@@ -220,14 +220,17 @@ class DataSource(ClosingContext):
     @staticmethod
     def _read_interleaved(parts: list[FrameReader], start: int, stop: int) -> npt.NDArray[Any]:
         count = len(parts)
-        first_part = parts[0]
-        frames = np.empty((stop - start, *first_part.frame_shape), dtype=first_part.dataset.dtype)
+        blocks: list[tuple[int, npt.NDArray[Any]]] = []
         for j, reader in enumerate(parts):
             first = start + (j - start) % count  # first frame of [start, stop) in part j
             if first >= stop:
                 continue
             n = -(-(stop - first) // count)
-            block, _ = reader.read_frames(first // count, first // count + n)
+            blocks.append((first, reader.read_frames(first // count, first // count + n)[0]))
+        # the dtype of what was read: a duck-typed dataset's dtype attribute may not be one
+        sample = blocks[0][1]
+        frames = np.empty((stop - start, *sample.shape[1:]), dtype=sample.dtype)
+        for first, block in blocks:
             frames[first - start :: count] = block
         return frames
 
