@@ -45,8 +45,9 @@ from h5live._iterator import LiveDataChunkIterator, PassedChunk, written_selecti
 from h5live._keys import refresh_dataset
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags, writer_flags
-from h5live._source import SourceSpec, get_dataset, largest_frames
+from h5live._source import SourceSpec, get_dataset, largest_frames, source_path
 from h5live._stages import Stage, StageChain
+from h5live._virtual import first_source, is_virtual
 from h5live.errors import OutputError, OutputExistsError
 
 __all__ = [
@@ -238,7 +239,7 @@ def stages_by_path(
     if not stages:
         return {}
     if isinstance(stages, Mapping):
-        names = {dataset.name for dataset in sources}
+        names = {source_path(dataset) for dataset in sources}
         chosen: dict[str, Sequence[Stage]] = {
             "/" + path.lstrip("/"): list(chain) for path, chain in stages.items()
         }
@@ -251,7 +252,7 @@ def stages_by_path(
             )
         return chosen
     largest = largest_frames(sources, 1)
-    return {largest.name: [stages] if isinstance(stages, Stage) else list(stages)}
+    return {source_path(largest): [stages] if isinstance(stages, Stage) else list(stages)}
 
 
 def conversion_filters(
@@ -265,25 +266,42 @@ def conversion_filters(
 
     ``"source"`` keeps each dataset's own filters, and, when no chunk option and no stage is
     given, the first's chunk shape if its chunks hold at least ``MIN_KEPT_CHUNK`` bytes: its
-    stored chunks are then copied raw.
+    stored chunks are then copied raw. A virtual dataset's are those of its first source
+    dataset (its frames are decoded and encoded again: its chunks live in other files).
     """
     if compression != SOURCE:
         settings = h5dataio_options(compression, compression_opts, shuffle)
         return options, [settings for _ in sources]
     found = []
+    kept: list[tuple[int, ...] | None] = []
     for dataset in sources:
-        try:
-            found.append(source_compression(dataset))
-        except ValueError as exc:
-            logger.warning("%s; it is written without compression", exc)
-            found.append({})
-    first = sources[0]
+        with _stored_as(dataset) as stored:
+            try:
+                found.append(source_compression(stored))
+            except ValueError as exc:
+                logger.warning("%s; it is written without compression", exc)
+                found.append({})
+            chunks = None if stored.chunks is None else tuple(int(n) for n in stored.chunks)
+            fits = chunks is not None and len(chunks) == len(dataset.shape)
+            kept.append(chunks if fits else None)
+    first, chunks = sources[0], kept[0]
     chosen = options.chunk_mb is not None or options.chunk_shape is not None
-    chosen = chosen or bool(options.stages.get(first.name))  # its frames change
-    stored = 0 if first.chunks is None else math.prod(first.chunks) * first.dtype.itemsize
-    if not chosen and stored >= MIN_KEPT_CHUNK:
-        options = dataclasses.replace(options, chunk_shape=tuple(first.chunks))
+    chosen = chosen or bool(options.stages.get(source_path(first)))  # its frames change
+    stored_bytes = 0 if chunks is None else math.prod(chunks) * first.dtype.itemsize
+    if not chosen and chunks is not None and stored_bytes >= MIN_KEPT_CHUNK:
+        options = dataclasses.replace(options, chunk_shape=chunks)
     return options, found
+
+
+@contextlib.contextmanager
+def _stored_as(dataset: Any) -> Iterator[Any]:
+    """What holds ``dataset``'s stored chunks: itself, or a virtual one's first source dataset
+    (open only inside: see ``h5live._virtual.first_source``)."""
+    if not is_virtual(dataset):
+        yield dataset
+        return
+    with first_source(dataset) as source:
+        yield dataset if source is None else source
 
 
 class Conversion:
@@ -319,6 +337,7 @@ class Conversion:
             open_timeout_s,
         )
         self.source_file, found = spec.open_resolved()
+        self.open_timeout_s = open_timeout_s
         self._stack.callback(self.source_file.close)
         policy = FollowPolicy(poll_interval_s=poll_interval_s)
         self.follower = KeyFollower(found.keys, timeout, found.finished, policy=policy)
@@ -452,9 +471,9 @@ class Conversion:
             A path is the source's keys or finished flag, or its leading dims are not the scan.
         """
         rank = self.follower.scan_rank
-        bookkeeping = {k.name for k in self.follower.key_datasets}
+        bookkeeping = {source_path(k) for k in self.follower.key_datasets}
         if self.follower.finished_dataset is not None:
-            bookkeeping.add(self.follower.finished_dataset.name)
+            bookkeeping.add(source_path(self.follower.finished_dataset))
         inner = tuple(self.follower.key_datasets[0].shape[1:rank])
         found = []
         for path in paths:
@@ -464,13 +483,13 @@ class Conversion:
                     f"{name!r} in {self.source_path!r} is the source's key or finished dataset, "
                     "not data. Fix: pass the frames' dataset (--data), e.g. '/entry/data/data'."
                 )
-            dataset = get_dataset(self.source_file, name, "data")
+            dataset = get_dataset(self.source_file, name, "data", timeout_s=self.open_timeout_s)
             if len(dataset.shape) < rank or tuple(dataset.shape[1:rank]) != inner:
                 raise ValueError(
                     f"data dataset {name!r} in {self.source_path!r} has shape {dataset.shape}, "
                     f"which does not start with the scan's inner dims {inner} (keys "
-                    f"{self.follower.key_datasets[0].name!r}). Fix: pass a dataset that grows "
-                    "with the scan (--data)."
+                    f"{source_path(self.follower.key_datasets[0])!r}). Fix: pass a dataset that "
+                    "grows with the scan (--data)."
                 )
             found.append(dataset)
         return found
@@ -490,7 +509,7 @@ class Conversion:
         inner = tuple(self.follower.key_datasets[0].shape[1:rank])
         iterators: list[LiveDataChunkIterator] = []
         for k, dataset in enumerate(sources):
-            stages = tuple(options.stages.get(dataset.name, ()))
+            stages = tuple(options.stages.get(source_path(dataset), ()))
             # what is written: the frames after the stages
             frame = StageChain(stages, dataset.shape[rank:], dataset.dtype).frame_shape
             shapes: dict[str, Any]
@@ -564,7 +583,7 @@ class Conversion:
         """(destination dataset, iterator) pairs that continue a resumed output from the
         source datasets ``sources`` (the ones it was converted from, in the same order)."""
         output = self._live_output()
-        given = [dataset.name for dataset in sources]
+        given = [source_path(dataset) for dataset in sources]
         if given != output.source_datasets:
             raise OutputExistsError(
                 f"destination {os.fspath(self.destination)!r} was converted from the datasets "

@@ -44,44 +44,50 @@ from h5live._convert import (
 from h5live._follow import KeyFollower
 from h5live._iterator import LiveDataChunkIterator
 from h5live._output import HDF5_LAYOUT
+from h5live._source import object_identity, source_path, walk_datasets
 from h5live._stages import Stage
+from h5live._virtual import is_virtual
 from h5live.errors import H5LiveError
 
 __all__ = ["copy_live", "create_like_hdmf", "data_datasets"]
 
 
 def data_datasets(file: Any, follower: KeyFollower) -> list[str]:
-    """Paths of the datasets that grow with the scan: chunked, leading dims the keys' scan."""
-    skip = _bookkeeping(follower)
+    """Paths of the datasets that grow with the scan: chunked or virtual, leading dims the
+    keys' scan; also those in other files that external links of ``file`` reach (a master
+    file's detector data), by their path in ``file``."""
     rank = follower.scan_rank
+    if rank == 0:
+        return []
+    bookkeeping = [*follower.key_datasets, follower.finished_dataset]
+    skip = {object_identity(d) for d in bookkeeping if isinstance(d, h5py.Dataset)}
     inner = tuple(follower.key_datasets[0].shape[1:rank])
     found: list[str] = []
-
-    def visit(name: str, obj: Any) -> None:
-        if not isinstance(obj, h5py.Dataset) or obj.name in skip or rank == 0:
-            return
-        if obj.chunks is not None and len(obj.shape) >= rank and obj.shape[1:rank] == inner:
-            found.append(obj.name)
-
-    file.visititems(visit)
+    for path, dataset in walk_datasets(file):
+        grows = dataset.chunks is not None or is_virtual(dataset)
+        scan = len(dataset.shape) >= rank and dataset.shape[1:rank] == inner
+        if grows and scan and object_identity(dataset) not in skip:
+            found.append(path)
     return sorted(found)
 
 
-def _bookkeeping(follower: KeyFollower) -> set[str]:
-    """The source's keys and finished flag, and a group holding only them: the copy has its
-    own."""
-    names = {k.name for k in follower.key_datasets}
+def _bookkeeping(file: Any, follower: KeyFollower) -> set[str]:
+    """The source's keys and finished flag (their paths in ``file``), and a group holding only
+    them: the copy has its own."""
+    names = {source_path(k) for k in follower.key_datasets}
     if follower.finished_dataset is not None:
-        names.add(follower.finished_dataset.name)
+        names.add(source_path(follower.finished_dataset))
     for key in follower.key_datasets:
-        group = key.parent
-        if group.name != "/" and all(f"{group.name}/{m}" in names for m in group):
-            names.add(group.name)
+        parent = source_path(key).rsplit("/", 1)[0]
+        group = file.get(parent) if parent else None
+        if isinstance(group, h5py.Group) and all(f"{parent}/{m}" in names for m in group):
+            names.add(parent)
     return names
 
 
 def _copy_static(source: Any, destination: Any, skip: set[str]) -> None:
-    """Groups with their attributes, and every dataset not in ``skip``, copied once."""
+    """Groups with their attributes, and every dataset not in ``skip``, copied once (a virtual
+    one as an ordinary dataset of its values: the copy must not depend on other files)."""
     destination.attrs.update(source.attrs)
 
     def visit(name: str, obj: Any) -> None:
@@ -90,6 +96,11 @@ def _copy_static(source: Any, destination: Any, skip: set[str]) -> None:
             return
         if isinstance(obj, h5py.Group):
             destination.require_group(path).attrs.update(obj.attrs)
+        elif isinstance(obj, h5py.Dataset) and path not in destination and is_virtual(obj):
+            made = destination.require_group(obj.parent.name).create_dataset(
+                path.rsplit("/")[-1], data=obj[()]
+            )
+            made.attrs.update(obj.attrs)
         elif isinstance(obj, h5py.Dataset) and path not in destination:
             source.copy(obj, destination.require_group(obj.parent.name), name=path.rsplit("/")[-1])
 
@@ -210,11 +221,11 @@ def copy_live(
         if not paths:
             raise H5LiveError(
                 f"no dataset of {conversion.source_path!r} grows with its scan (keys "
-                f"{[k.name for k in follower.key_datasets]}). Fix: pass datasets=[...] "
+                f"{[source_path(k) for k in follower.key_datasets]}). Fix: pass datasets=[...] "
                 "(--data) naming the data."
             )
         sources = conversion.live_datasets(paths)  # before the destination is touched
-        paths = [dataset.name for dataset in sources]
+        paths = [source_path(dataset) for dataset in sources]  # the master's, through links
         options = dataclasses.replace(options, stages=stages_by_path(stages, sources))
         options, filters = conversion_filters(
             options, compression, compression_opts, shuffle, sources
@@ -223,7 +234,8 @@ def copy_live(
             pairs = conversion.resume_iterators(options, sources)
         else:
             iterators = conversion.live_iterators(sources, options)
-            skip = {*paths, *_bookkeeping(follower), HDF5_LAYOUT.status, HDF5_LAYOUT.keys}
+            skip = {*paths, *_bookkeeping(source_file, follower)}
+            skip |= {HDF5_LAYOUT.status, HDF5_LAYOUT.keys}
             _copy_static(source_file, conversion.file, skip)
             pairs = []
             for path, iterator, dataset, settings in zip(

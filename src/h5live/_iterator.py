@@ -40,7 +40,7 @@ from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 from h5live._follow import FollowPolicy, KeyFollower
 from h5live._passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 from h5live._read import FrameReader, read_selection
-from h5live._source import Clock, Sleep, SourceSpec, get_dataset
+from h5live._source import Clock, Sleep, SourceSpec, get_dataset, source_path
 from h5live._stages import Stage, StageChain
 from h5live.errors import FollowTimeout
 
@@ -385,7 +385,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             )
             file, found = spec.open_resolved(clock=self._clock, sleep=self._sleep)
             self._file = file
-            self.dataset: Any = get_dataset(file, dataset_path, "data")
+            self.dataset: Any = get_dataset(
+                file, dataset_path, "data", timeout_s=self._options["open_timeout_s"]
+            )
         else:
             self.dataset = source
             file = source.file
@@ -406,9 +408,12 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._reader = FrameReader(self.dataset, follower.scan_rank, use_direct_chunk=True)
         self._recipe = {
             "path": file.filename,
-            "dataset_path": self.dataset.name,
-            "key_paths": [k.name for k in follower.key_datasets],
-            "finished_path": getattr(follower.finished_dataset, "name", None),
+            # the paths in this file (a dataset reached through a link names its own file's)
+            "dataset_path": source_path(self.dataset),
+            "key_paths": [source_path(k) for k in follower.key_datasets],
+            "finished_path": None
+            if follower.finished_dataset is None
+            else source_path(follower.finished_dataset),
         }
 
     def _park(self) -> None:

@@ -48,7 +48,7 @@ from h5live._convert import (
 from h5live._copy import data_datasets
 from h5live._iterator import LiveDataChunkIterator, written_selection
 from h5live._output import NWB_LAYOUT
-from h5live._source import largest_frames
+from h5live._source import largest_frames, source_path
 from h5live._stages import Stage
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
@@ -284,8 +284,11 @@ class _Writing:
 
 
 def _timestamps_path(conversion: Conversion, frames_path: str) -> str | None:
-    """A float dataset of one value per frame that grows with the scan (e.g. flush times)."""
-    for path in data_datasets(conversion.source_file, conversion.follower):
+    """A float dataset of one value per frame that grows with the scan (e.g. flush times),
+    in the frames' group first (a master file may show several detectors, each with its own)."""
+    group = frames_path.rsplit("/", 1)[0]
+    paths = data_datasets(conversion.source_file, conversion.follower)
+    for path in sorted(paths, key=lambda p: p.rsplit("/", 1)[0] != group):
         dataset = conversion.source_file[path]
         if path != frames_path and dataset.ndim == 1 and dataset.dtype.kind == "f":
             return path
@@ -399,9 +402,10 @@ def to_nwb(
                     "scan. Fix: pass rate= (--rate) or timestamps_path= (--timestamps)."
                 )
         sources = conversion.live_datasets([frames_path] + ([times_path] if times_path else []))
-        live = [dataset.name for dataset in sources]  # checked before the destination is touched
+        # checked before the destination is touched; through links, the paths in the source
+        live = [source_path(dataset) for dataset in sources]
         if stages:
-            options = dataclasses.replace(options, stages={sources[0].name: list(stages)})
+            options = dataclasses.replace(options, stages={live[0]: list(stages)})
         options, filters = conversion_filters(
             options, compression, compression_opts, False, sources
         )
@@ -460,7 +464,9 @@ def _largest(conversion: Conversion) -> str:
             "data_path= (--data)."
         )
     file = conversion.source_file
-    return str(largest_frames([file[p] for p in paths], conversion.follower.scan_rank).name)
+    datasets = [file[p] for p in paths]
+    largest = largest_frames(datasets, conversion.follower.scan_rank)
+    return paths[next(k for k, d in enumerate(datasets) if d is largest)]
 
 
 def _new_nwb_file(path: Path) -> Any:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from h5live._compression import filter_pipeline
+from h5live._virtual import is_virtual
 
 __all__ = ["DirectChunkWrite", "RawChunkCopy", "passthrough_refusal"]
 
@@ -33,6 +34,8 @@ Selection = tuple[slice, ...]
 def passthrough_refusal(source: Any, destination: Any) -> str | None:
     """Why the stored chunks of ``source`` cannot be copied as they are into
     ``destination``; ``None`` when they can."""
+    if is_virtual(source):
+        return "the source is a virtual dataset: its stored chunks are in its source files"
     if source.chunks is None or destination.chunks is None:
         return "a dataset is not chunked"
     if tuple(source.chunks) != tuple(destination.chunks):

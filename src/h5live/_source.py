@@ -14,12 +14,13 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import h5py
 
+from h5live._virtual import missing_sources
 from h5live.errors import (
     DatasetNotFoundError,
     FinishedDatasetError,
@@ -33,8 +34,11 @@ __all__ = [
     "SourceSpec",
     "get_dataset",
     "largest_frames",
+    "object_identity",
     "open_source",
     "retry_until",
+    "source_path",
+    "walk_datasets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,10 +92,14 @@ def is_unallocated_contiguous(dataset: Any) -> bool:
 
     HDF5 cannot read such a dataset once its writer allocates the storage (it reports
     "invalid dataset size"); a contiguous dataset whose storage already exists stays readable.
+    A virtual dataset (VDS) also has no chunks and no storage of its own, but it is not
+    contiguous: its data live in its source datasets.
     """
     if getattr(dataset, "chunks", ()) is not None:
         return False
     try:
+        if dataset.id.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
+            return False
         file = dataset.file
         return bool(file.mode == "r" and file.swmr_mode and dataset.id.get_storage_size() == 0)
     except AttributeError:
@@ -251,8 +259,44 @@ class _LinkNotResolved(DatasetNotFoundError):
     """A link whose target does not exist yet: worth waiting for, unlike a wrong path."""
 
 
+class _SourcesMissing(SourceNotReadyError):
+    """A virtual dataset whose source files or datasets are not there (yet): HDF5 would read
+    them as fill values."""
+
+
+#: The attribute that records, on an h5py dataset h5live resolved, its path in the file it was
+#: resolved in (a dataset reached through an external link has its own file's path as name).
+_PATH_ATTRIBUTE = "_h5live_path"
+
+
+def source_path(dataset: Any) -> str:
+    """The path of ``dataset`` in the source file it was found in (through links, the master's
+    path, not the linked file's ``dataset.name``); the name of a dataset h5live did not
+    resolve."""
+    path = getattr(dataset, _PATH_ATTRIBUTE, None)
+    return str(path) if path else str(getattr(dataset, "name", None) or "")
+
+
+def _absolute(path: str) -> str:
+    return "/" + path.strip("/")
+
+
+def _check_sources(dataset: Any, path: str, role: str, filename: str) -> None:
+    """Raise if ``dataset`` is virtual and some of its sources cannot be read yet."""
+    missing = missing_sources(dataset)
+    if missing:
+        raise _SourcesMissing(
+            f"{role} dataset {path!r} in {filename!r} is a virtual dataset (VDS) whose sources "
+            f"are not all there: {'; '.join(missing)}. HDF5 would read their frames as fill "
+            "values. Fix: start the writers of those files first, check the file and dataset "
+            "names the VDS maps (h5ls -v, or dataset.virtual_sources()), or wait longer "
+            "(open_timeout_s, --open-timeout)."
+        )
+
+
 def _resolve(file: Any, path: str, role: str) -> Any:
-    """The object at ``path``, or an error saying why it cannot be had."""
+    """The object at ``path`` (a dataset records ``path``: see :func:`source_path`), or an
+    error saying why it cannot be had."""
     filename = file.filename
     link = file.get(path, getlink=True)
     if link is None:
@@ -262,7 +306,7 @@ def _resolve(file: Any, path: str, role: str) -> Any:
             f"{role} dataset {path!r} not found in {filename!r}.{hint} Fix: pass the right path."
         )
     try:
-        return file[path]
+        found = file[path]
     except KeyError as exc:
         if is_contiguous_failure(exc):
             error = KeyDatasetError if role == "key" else FinishedDatasetError
@@ -272,6 +316,10 @@ def _resolve(file: Any, path: str, role: str) -> Any:
             "be resolved yet (the file or object it points to may not exist yet). Fix: wait "
             "for the writer (open_timeout_s, --open-timeout), or check the link target."
         ) from exc
+    if isinstance(found, h5py.Dataset):
+        setattr(found, _PATH_ATTRIBUTE, _absolute(path))
+        _check_sources(found, _absolute(path), role, filename)
+    return found
 
 
 def _expand(file: Any, path: str, role: str) -> list[Any]:
@@ -283,7 +331,7 @@ def _expand(file: Any, path: str, role: str) -> list[Any]:
     obj = _resolve(file, path, role)
     if not isinstance(obj, h5py.Group):
         return [obj]
-    base = obj.name.rstrip("/")
+    base = _absolute(path).rstrip("/")  # through links: the path in this file, not obj.name
     members = [_resolve(file, f"{base}/{name}", role) for name in sorted(obj)]
     datasets = [member for member in members if isinstance(member, h5py.Dataset)]
     if not datasets:
@@ -294,7 +342,15 @@ def _expand(file: Any, path: str, role: str) -> list[Any]:
     return datasets
 
 
-def get_dataset(file: Any, path: str, role: str) -> Any:
+def get_dataset(
+    file: Any,
+    path: str,
+    role: str,
+    *,
+    timeout_s: float = 0.0,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> Any:
     """Return the dataset at ``path``, or raise an error naming the file, path and fix.
 
     Parameters
@@ -305,6 +361,15 @@ def get_dataset(file: Any, path: str, role: str) -> Any:
         Dataset path inside it.
     role
         What the dataset is for (``"key"``, ``"finished"``, ``"data"``), for messages.
+    timeout_s
+        How long to wait for the source files of a virtual dataset (see ``h5live._virtual``).
+    clock, sleep
+        Time functions, injectable for tests.
+
+    Returns
+    -------
+    h5py.Dataset
+        It records ``path`` (:func:`source_path`).
 
     Raises
     ------
@@ -312,8 +377,17 @@ def get_dataset(file: Any, path: str, role: str) -> Any:
         Nothing at ``path``, a group instead of a dataset, or a link that does not resolve.
     KeyDatasetError, FinishedDatasetError
         A contiguous dataset HDF5 refuses to open while it is written.
+    SourceNotReadyError
+        A virtual dataset whose source files or datasets are still missing after ``timeout_s``.
     """
-    found = _resolve(file, path, role)
+    found = retry_until(
+        lambda: _resolve(file, path, role),
+        timeout_s=timeout_s,
+        retry_on=(_SourcesMissing,),
+        what=f"read the sources of {path!r} in {file.filename!r}",
+        clock=clock,
+        sleep=sleep,
+    )
     if not isinstance(found, h5py.Dataset):
         raise DatasetNotFoundError(
             f"{role} path {path!r} in {file.filename!r} is a group, not a dataset. Fix: pass "
@@ -419,9 +493,10 @@ class SourceSpec:
         """Open the file and resolve its datasets, retrying both while the writer starts.
 
         Key datasets that are links to files that do not exist yet (detector files a writer
-        creates later) are waited for: the file is reopened until the deadline so that new
-        objects become visible. A path that is simply not in the file fails at once: a SWMR
-        writer creates every object before readers can open the file.
+        creates later), and virtual keys whose source files do not exist yet, are waited for:
+        the file is reopened until the deadline so that new objects become visible. A path
+        that is simply not in the file fails at once: a SWMR writer creates every object
+        before readers can open the file.
         """
         start = clock()
 
@@ -437,11 +512,49 @@ class SourceSpec:
         return retry_until(
             attempt,
             timeout_s=self.open_timeout_s,
-            retry_on=(_LinkNotResolved,),
+            retry_on=(_LinkNotResolved, _SourcesMissing),
             what=f"find the datasets in {self.path!r}",
             clock=clock,
             sleep=sleep,
         )
+
+
+def object_identity(obj: Any) -> tuple[Any, ...]:
+    """What tells HDF5 objects apart across the files of a process: (file number, address)."""
+    info = h5py.h5o.get_info(obj.id)
+    return (info.fileno, info.addr)
+
+
+def walk_datasets(file: Any, *, max_depth: int = 32) -> Iterator[tuple[str, Any]]:
+    """Every dataset reachable from ``file``'s root, through hard and external links, as
+    ``(path in file, dataset)``, each HDF5 object once (at its first path in sorted order).
+
+    External links are followed into other files (a master file of several detector files);
+    soft links and links that do not resolve (yet) are skipped. Each dataset records its path
+    (:func:`source_path`). Do not keep the datasets beyond use: every one is an open handle.
+    """
+    seen: set[tuple[Any, ...]] = set()
+
+    def walk(group: Any, base: str, depth: int) -> Iterator[tuple[str, Any]]:
+        for name in sorted(group):
+            path = f"{base}/{name}"
+            if isinstance(group.get(name, getlink=True), h5py.SoftLink):
+                continue
+            try:
+                obj = group[name]
+            except (KeyError, OSError, RuntimeError):  # a dangling link
+                continue
+            identity = object_identity(obj)
+            if identity in seen:
+                continue
+            seen.add(identity)
+            if isinstance(obj, h5py.Dataset):
+                setattr(obj, _PATH_ATTRIBUTE, path)
+                yield path, obj
+            elif isinstance(obj, h5py.Group) and depth < max_depth:
+                yield from walk(obj, path, depth + 1)
+
+    yield from walk(file, "", 0)
 
 
 def largest_frames(datasets: Sequence[Any], scan_rank: int) -> Any:

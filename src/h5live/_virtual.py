@@ -1,0 +1,125 @@
+"""Virtual datasets (VDS) of a master file: where their frames live, and whether they are there.
+
+Contract
+--------
+- A VDS (layout ``H5D_VIRTUAL``) has no storage of its own: its ``chunks`` is None and its
+  storage size 0, as for an unallocated contiguous dataset, but it is not one. HDF5 reads it
+  from its *source datasets*, usually in other files that other processes write in SWMR mode
+  (Odin's frame processors, interleaved in blocks).
+- h5py caches a VDS's shape like any dataset's, and ``refresh()`` on the VDS reloads its source
+  datasets. Refresh the keys, then the VDS, then read: with that order every frame read right
+  while the writers ran (measured: without the data refresh a pre-sized VDS read 198 of 200
+  frames as fill values although their keys were set). :class:`h5live.FrameReader` refreshes
+  the data before reading frames past those complete at its last refresh, so a VDS needs
+  nothing more there.
+- HDF5 reads a source it cannot open (file not created yet, a wrong dataset name) as fill
+  values, silently, and tries it again on later reads. :func:`missing_sources` says which
+  sources cannot be opened now; :class:`h5live.SourceSpec` waits for them within its open
+  timeout and then raises :class:`~h5live.errors.SourceNotReadyError` naming them, so that no
+  fill value is read as a frame.
+- Source file names resolve as HDF5 resolves them: an absolute path as it is, else relative to
+  each folder of ``HDF5_VDS_PREFIX`` (``${ORIGIN}`` is the master's folder), then the master's
+  folder, then the working directory; ``"."`` is the master itself. A name with a printf-style
+  ``%b`` block number cannot be listed and is not checked.
+- Stored chunks live in the source files: reading or copying raw chunks does not apply to a
+  VDS, whose frames are read through HDF5 (decoded). :func:`first_source` opens the first
+  source dataset on its own, for its filters and chunk shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import h5py
+
+__all__ = ["first_source", "is_virtual", "missing_sources", "source_file_path", "virtual_sources"]
+
+
+def is_virtual(dataset: Any) -> bool:
+    """Whether ``dataset`` is an h5py virtual dataset (False for arrays and other objects)."""
+    try:
+        return bool(dataset.id.get_create_plist().get_layout() == h5py.h5d.VIRTUAL)
+    except AttributeError:
+        return False
+
+
+def virtual_sources(dataset: Any) -> list[tuple[str, str]]:
+    """The distinct ``(file name, dataset path)`` of a VDS's source datasets, in mapping order,
+    as stored (file names may be relative)."""
+    seen: dict[tuple[str, str], None] = {}
+    for mapping in dataset.virtual_sources():
+        seen.setdefault((str(mapping.file_name), str(mapping.dset_name)), None)
+    return list(seen)
+
+
+def _search_folders(master: str) -> list[str]:
+    """Where HDF5 looks for a relative source file name of a VDS in ``master``."""
+    origin = os.path.dirname(os.path.abspath(master))
+    prefixes = os.environ.get("HDF5_VDS_PREFIX", "")
+    folders = [p.replace("${ORIGIN}", origin) for p in prefixes.split(os.pathsep) if p]
+    return [*folders, origin, os.getcwd()]
+
+
+def source_file_path(master: str, name: str) -> str | None:
+    """The file that source file name ``name`` of a VDS in ``master`` refers to, or None if
+    there is none (yet)."""
+    if name == ".":
+        return master
+    if os.path.isabs(name):
+        base = os.path.basename(name)
+        candidates = [name, *(os.path.join(f, base) for f in _search_folders(master))]
+    else:
+        candidates = [os.path.join(folder, name) for folder in _search_folders(master)]
+    return next((path for path in candidates if os.path.isfile(path)), None)
+
+
+def _problem(master: str, name: str, path: str) -> str | None:
+    """Why source ``path`` in file ``name`` cannot be read now; None if it can."""
+    if "%" in name or "%" in path:
+        return None  # printf-style names: HDF5 makes one source per block, not listable here
+    found = source_file_path(master, name)
+    if found is None:
+        looked = ", ".join(dict.fromkeys(_search_folders(master)))
+        return f"{name!r} does not exist (looked in {looked})"
+    if found == master:
+        return None  # a VDS over datasets of its own file: nothing to wait for
+    try:
+        with h5py.File(found, "r", libver="latest", swmr=True) as source:
+            if source.get(path, getlink=True) is None:
+                return f"{found!r} has no dataset {path!r}"
+    except OSError as exc:
+        return f"{found!r} cannot be opened for SWMR reading yet ({exc})"
+    return None
+
+
+def missing_sources(dataset: Any) -> list[str]:
+    """Why each source of the VDS ``dataset`` that cannot be read now cannot, one line each
+    (empty: every source can be read, or ``dataset`` is not virtual)."""
+    if not is_virtual(dataset):
+        return []
+    master = dataset.file.filename
+    problems = (_problem(master, name, path) for name, path in virtual_sources(dataset))
+    return [problem for problem in problems if problem is not None]
+
+
+@contextlib.contextmanager
+def first_source(dataset: Any) -> Iterator[Any | None]:
+    """The first source dataset of the VDS ``dataset``, open on its own in SWMR mode (closed
+    on exit); None if it cannot be opened. Close it before the VDS is refreshed again: with
+    HDF5 2.0 two open handles on one dataset make refreshes read wrong data."""
+    sources = virtual_sources(dataset)
+    found = source_file_path(dataset.file.filename, sources[0][0]) if sources else None
+    if found is None or found == dataset.file.filename:
+        yield None
+        return
+    try:
+        file = h5py.File(found, "r", libver="latest", swmr=True)
+    except OSError:
+        yield None
+        return
+    with file:
+        source = file.get(sources[0][1])
+        yield source if isinstance(source, h5py.Dataset) else None
