@@ -92,7 +92,9 @@ def test_testing_all():
     assert sorted(h5live.testing.__all__) == sorted(
         [
             "CRASH_EXIT_CODE",
+            "AcquisitionConfig",
             "FakeClock",
+            "MultiFileAcquisition",
             "ProcessGroup",
             "SimulatedWriter",
             "StallError",

@@ -93,6 +93,18 @@ class WriterConfig:
     hold_at
         A writer process pauses before writing frame ``hold_at`` (0: before any frame) until
         :meth:`WriterProcess.go` is called, so that a test can act at a known point.
+    key_dtype
+        Dtype of the key datasets (``"uint64"`` for the unique ids of Odin's detector files).
+    interleave
+        ``(files, block, part)``: this file is part ``part`` of an acquisition whose frames are
+        dealt out in blocks of ``block`` to ``files`` writers (as Odin's frame processors), so
+        its frame ``k`` is frame ``interleaved_index(k)`` of the scan: it holds that frame's
+        values, its key is that index + 1 (a unique id), and ``frame_rate_hz`` is the whole
+        acquisition's rate (it is written when the scan reaches it). ``scan_shape`` is this
+        file's own (a stack).
+    value_offset
+        Frame ``i`` holds ``frame_values(i + value_offset)``: detectors of one scan that write
+        files of their own hold different frames.
     seed
         Seed for key order and jitter.
     """
@@ -120,6 +132,9 @@ class WriterConfig:
     timestamps: bool = False
     key_trailing_ones: int = 0
     hold_at: int | None = None
+    key_dtype: str = "i8"
+    interleave: tuple[int, int, int] | None = None
+    value_offset: int = 0
     seed: int = 0
     data_path: str = "/entry/data/data"
     keys_group: str = "/entry/keys"
@@ -137,6 +152,13 @@ class WriterConfig:
             raise ValueError(f"key_order must be forward, reverse or random: {self.key_order!r}")
         if self.contiguous_keys and not self.presized:
             raise ValueError("contiguous_keys needs presized=True (growing keys must be chunked)")
+        if self.interleave is not None:
+            files, block, part = self.interleave
+            if files < 1 or block < 1 or not 0 <= part < files or len(self.scan_shape) != 1:
+                raise ValueError(
+                    f"interleave must be (files >= 1, block >= 1, 0 <= part < files) for a "
+                    f"stack, got {self.interleave!r} with scan_shape {self.scan_shape!r}"
+                )
 
     @classmethod
     def of(cls, config: WriterConfig | None = None, **overrides: Any) -> WriterConfig:
@@ -148,6 +170,14 @@ class WriterConfig:
     def n_frames(self) -> int:
         """Number of frames in the whole scan."""
         return math.prod(self.scan_shape)
+
+    def interleaved_index(self, k: int) -> int:
+        """The scan's flat index of this file's frame ``k`` (``k`` itself unless interleaved)."""
+        if self.interleave is None:
+            return k
+        files, block, part = self.interleave
+        blocks, within = divmod(k, block)
+        return (blocks * files + part) * block + within
 
     @property
     def key_paths(self) -> list[str]:
@@ -162,7 +192,14 @@ class WriterConfig:
     def from_json(cls, text: str) -> WriterConfig:
         """Inverse of :meth:`to_json`."""
         raw: dict[str, Any] = json.loads(text)
-        for name in ("scan_shape", "frame_shape", "data_chunks", "key_chunks", "gaps"):
+        for name in (
+            "scan_shape",
+            "frame_shape",
+            "data_chunks",
+            "key_chunks",
+            "gaps",
+            "interleave",
+        ):
             if raw.get(name) is not None:
                 raw[name] = tuple(raw[name])
         raw["regressions"] = tuple(tuple(pair) for pair in raw.get("regressions", ()))
@@ -288,7 +325,9 @@ class SimulatedWriter(ClosingContext):
             else {"chunks": self._key_chunks(), "maxshape": (*scan_max, *ones)}
         )
         self.keys = [
-            f.create_dataset(path, shape=(*scan_now, *ones), dtype="i8", fillvalue=0, **key_options)
+            f.create_dataset(
+                path, shape=(*scan_now, *ones), dtype=c.key_dtype, fillvalue=0, **key_options
+            )
             for path in c.key_paths
         ]
         if c.timestamps:
@@ -343,13 +382,11 @@ class SimulatedWriter(ClosingContext):
             return range(first, first)
         self._grow(self.data, stop)
         if len(c.scan_shape) == 1:
-            block = np.stack([frame_values(i, c.frame_shape, c.dtype) for i in range(first, stop)])
+            block = np.stack([self._frame(i) for i in range(first, stop)])
             _write_block(self.data, (first, *(0,) * len(c.frame_shape)), block)
         else:
             for i in range(first, stop):
-                frame = frame_values(i, c.frame_shape, c.dtype).reshape(
-                    (*self._frame_ones, *c.frame_shape)
-                )
+                frame = self._frame(i).reshape((*self._frame_ones, *c.frame_shape))
                 _write_block(self.data, (*self._position(i), *(0,) * len(c.frame_shape)), frame)
         self.data.id.flush()
         if self.timestamps is not None:
@@ -364,6 +401,11 @@ class SimulatedWriter(ClosingContext):
         self.frames_written = stop
         return range(first, stop)
 
+    def _frame(self, i: int) -> npt.NDArray[Any]:
+        """What this file's frame ``i`` holds."""
+        c = self.config
+        return frame_values(c.interleaved_index(i) + c.value_offset, c.frame_shape, c.dtype)
+
     def set_keys(self, key: int, frames: Iterable[int], value: int | None = None) -> None:
         """Set key ``key`` at the given frames (to ``index + 1``, or ``value``) and flush it."""
         dataset = self.keys[key]
@@ -375,13 +417,16 @@ class SimulatedWriter(ClosingContext):
         contiguous = indices == list(range(indices[0], indices[-1] + 1))
         if len(self.config.scan_shape) == 1 and contiguous:
             values = np.arange(indices[0] + 1, indices[-1] + 2, dtype=np.int64)
+            if self.config.interleave is not None:
+                values = np.array([self.config.interleaved_index(int(i)) + 1 for i in indices])
             if value is not None:
                 values[:] = value
             _write_block(dataset, (indices[0], *zeros), values.reshape((-1, *self._key_ones)))
         else:
             one = (*(1,) * len(self.config.scan_shape), *self._key_ones)
             for i in indices:
-                block = np.full(one, i + 1 if value is None else value, dtype=np.int64)
+                unique = self.config.interleaved_index(i) + 1
+                block = np.full(one, unique if value is None else value, dtype=np.int64)
                 _write_block(dataset, (*self._position(i), *zeros), block)
         dataset.id.flush()
 
@@ -462,10 +507,11 @@ class SimulatedWriter(ClosingContext):
             if on_hold is not None and not held and self.frames_keyed >= (c.hold_at or 0):
                 held = True
                 on_hold()
-                start = time.perf_counter() - self.frames_keyed / (c.frame_rate_hz or math.inf)
+                done = c.interleaved_index(self.frames_keyed)
+                start = time.perf_counter() - done / (c.frame_rate_hz or math.inf)
                 cpu_start = os.times()
-            if c.frame_rate_hz:
-                due = start + self.frames_keyed / c.frame_rate_hz
+            if c.frame_rate_hz:  # an interleaved file's frames come when the scan reaches them
+                due = start + c.interleaved_index(self.frames_keyed) / c.frame_rate_hz
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
