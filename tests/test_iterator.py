@@ -12,7 +12,8 @@ from hdmf.backends.hdf5.h5tools import HDF5IO
 from hdmf.data_utils import GenericDataChunkIterator
 
 from h5live import KeyFollower, LiveDataChunkIterator
-from h5live.errors import FollowTimeout
+from h5live._iterator import hdmf_chunk_shape
+from h5live.errors import FollowTimeout, H5LiveWarning, IteratorOptionError, ScanShapeError
 from h5live.testing import frame_values
 
 
@@ -100,23 +101,105 @@ def test_pickling_carries_a_recipe_and_gives_the_same_buffers(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"chunk_shape": (3, 3), "buffer_shape": (4, 3)}, "do not evenly divide the buffer"),
-        ({"chunk_shape": (20, 3), "buffer_shape": (20, 3)}, "exceed the data dimensions"),
-        ({"buffer_gb": 1.0, "buffer_shape": (4, 3)}, "Only one of 'buffer_gb' or 'buffer_shape'"),
-        ({"chunk_mb": 0}, r"chunk_mb \(0\) must be greater than zero"),
-    ],
-    ids=["not-dividing", "too-big", "both-buffer-options", "zero-chunk-mb"],
-)
-def test_invalid_options_are_value_errors_with_hdmfs_texts(tmp_path, options, message):
-    complete_file(tmp_path / "s.h5", (12,), (3,), growing_keys=False)
+INVALID_OPTIONS = {
+    "not-dividing": {"chunk_shape": (3, 3), "buffer_shape": (4, 3)},
+    "too-big": {"chunk_shape": (20, 3), "buffer_shape": (20, 3)},
+    "chunk-bigger-than-buffer": {"chunk_shape": (4, 3), "buffer_shape": (2, 3)},
+    "both-buffer-options": {"buffer_gb": 1.0, "buffer_shape": (4, 3)},
+    "both-chunk-options": {"chunk_mb": 1.0, "chunk_shape": (4, 3)},
+    "zero-chunk-mb": {"chunk_mb": 0},
+    "negative-buffer-gb": {"buffer_gb": -1},
+    "negative-buffer-shape": {"buffer_shape": (-1, 3)},
+    "negative-chunk-shape": {"chunk_shape": (-1, 3)},
+}
+
+
+@pytest.mark.parametrize("options", INVALID_OPTIONS.values(), ids=INVALID_OPTIONS.keys())
+def test_invalid_options_raise_hdmfs_texts_as_value_and_assertion_errors(tmp_path, options):
+    data = complete_file(tmp_path / "s.h5", (12,), (3,), growing_keys=False)
+    with pytest.raises(AssertionError) as theirs:
+        ArrayIterator(data, **options)
     with (
         h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f,
-        pytest.raises(ValueError, match=message),
+        pytest.raises(IteratorOptionError) as ours,
     ):
         LiveDataChunkIterator(f["/entry/data/data"], **options)
+    assert str(ours.value) == str(theirs.value)
+    assert isinstance(ours.value, ValueError)
+    assert isinstance(ours.value, AssertionError)
+
+
+def test_a_progress_bar_total_is_ignored_with_hdmfs_warning(tmp_path):
+    data = complete_file(tmp_path / "s.h5", (12,), (3,), growing_keys=False)
+    message = "'total' in 'progress_bar_options'"
+
+    def options():  # hdmf pops "total" from the dict it is given
+        return {"display_progress": True, "progress_bar_options": {"total": 5, "disable": True}}
+
+    with pytest.warns(UserWarning, match=message) as theirs:
+        ArrayIterator(data, **options())
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        with pytest.warns(H5LiveWarning, match=message) as ours:
+            it = LiveDataChunkIterator(f["/entry/data/data"], **options())
+        assert it.progress_bar.total == 12
+        it.close()
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+
+
+def single_frame_file(path, key_shape, data_shape):
+    data = np.arange(np.prod(data_shape), dtype="i2").reshape(data_shape)
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("/entry/data/data", data=data)
+        f.create_dataset("/entry/keys/key_0", data=np.ones(key_shape, "u8"), chunks=True)
+        f.create_dataset("/entry/finished", data=1)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("key_shape", "data_shape"),
+    [((1,), (1, 20, 30)), ((1, 1), (1, 20, 30)), ((4, 1, 1), (4, 20, 30))],
+    ids=["one-frame", "one-frame-keys-1x1", "trailing-size-1-key-dims"],
+)
+def test_a_single_frame_scan_and_trailing_size_1_key_dims_iterate_like_hdmf(
+    tmp_path, key_shape, data_shape
+):
+    data = single_frame_file(tmp_path / "s.h5", key_shape, data_shape)
+    reference = ArrayIterator(data, chunk_shape=(1, 10, 30), buffer_shape=(1, 20, 30))
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        ours = LiveDataChunkIterator(
+            f["/entry/data/data"], chunk_shape=(1, 10, 30), buffer_shape=(1, 20, 30)
+        )
+        assert (ours.scan_rank, ours.maxshape) == (1, reference.maxshape)
+        got = [(c.selection, c.data.copy()) for c in ours]
+    expected = [(c.selection, c.data) for c in reference]
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    np.testing.assert_array_equal(np.concatenate([d for _, d in got]), data)
+
+
+def test_a_single_frame_scan_whose_data_has_no_scan_axis_is_refused(tmp_path):
+    single_frame_file(tmp_path / "s.h5", (1,), (20, 30))
+    with (
+        h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f,
+        pytest.raises(ScanShapeError, match=r"one frame.*shape \(20, 30\).*Fix:"),
+    ):
+        LiveDataChunkIterator(f["/entry/data/data"])
+
+
+@pytest.mark.parametrize("data_shape", [(1, 2000, 2000), (2, 2000, 2000), (3, 700, 900)], ids=str)
+def test_a_chunk_mb_smaller_than_one_frame_gives_hdmfs_chunk_shape(data_shape):
+    # whole frames cannot honour it (a frame is 2.5 to 8 MB): the chunks hdmf would choose
+    reference = ArrayIterator(np.empty(data_shape, "i2"), chunk_mb=1.0)
+    assert hdmf_chunk_shape(data_shape, 2, 1.0) == reference.chunk_shape
+
+
+def test_a_chunk_mb_smaller_than_one_frame_of_a_file(tmp_path):
+    data = single_frame_file(tmp_path / "s.h5", (1,), (1, 2000, 2000))
+    reference = ArrayIterator(data, chunk_mb=1.0)
+    with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
+        ours = LiveDataChunkIterator(f["/entry/data/data"], chunk_mb=1.0)
+        assert ours.chunk_shape == reference.chunk_shape == (1, 79, 79)
+        # without chunk_mb, frames stay whole whatever their size
+        assert LiveDataChunkIterator(f["/entry/data/data"]).chunk_shape == (1, 2000, 2000)
 
 
 def test_default_chunks_are_whole_frames_and_buffers_whole_chunks(tmp_path):
@@ -231,14 +314,16 @@ def test_progress_counts_frames_and_closes(tmp_path, growing_keys):
     complete_file(tmp_path / "s.h5", (12,), (3,), growing_keys)
     RecordingBar.made.clear()
     with h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f:
-        it = LiveDataChunkIterator(
-            f["/entry/data/data"],
-            chunk_shape=(2, 3),
-            buffer_shape=(4, 3),
-            display_progress=True,
-            progress_bar_class=RecordingBar,
-            progress_bar_options={"desc": "copy", "total": 99},
-        )
+        # a total of one's own is ignored with hdmf's warning (see test_iterator_hdmf_options)
+        with pytest.warns(H5LiveWarning, match="'total' in 'progress_bar_options'"):
+            it = LiveDataChunkIterator(
+                f["/entry/data/data"],
+                chunk_shape=(2, 3),
+                buffer_shape=(4, 3),
+                display_progress=True,
+                progress_bar_class=RecordingBar,
+                progress_bar_options={"desc": "copy", "total": 99},
+            )
         list(it)
     (bar,) = RecordingBar.made
     assert (bar.total, bar.n, bar.closed) == (12, 12, True)

@@ -57,6 +57,7 @@ def test_errors_all():
             "FrameReadError",
             "H5LiveError",
             "H5LiveWarning",
+            "IteratorOptionError",
             "KeyDatasetError",
             "KeyRegressionError",
             "KeyRegressionWarning",
@@ -79,6 +80,9 @@ def test_errors_subclass_the_library_base_and_a_builtin():
     assert issubclass(errors.FollowTimeout, TimeoutError)
     assert issubclass(errors.DuplicateHandleError, RuntimeError)
     assert issubclass(errors.KeyRegressionWarning, (errors.H5LiveWarning, UserWarning))
+    # hdmf's GenericDataChunkIterator checks the same options with assert
+    assert issubclass(errors.IteratorOptionError, ValueError)
+    assert issubclass(errors.IteratorOptionError, AssertionError)
     for name in errors.__all__:
         cls = getattr(errors, name)
         assert issubclass(cls, (errors.H5LiveError, errors.H5LiveWarning))

@@ -12,7 +12,11 @@ Contract
 - With explicit ``chunk_shape`` and ``buffer_shape`` over a complete source, selections, shapes
   and data are those of a GenericDataChunkIterator over the same array. Without them, chunks
   are whole frames sized by ``chunk_mb`` (at most ``LIVE_CHUNK_FRAMES`` frames while the length
-  is unknown) and buffers whole chunks sized by ``buffer_gb``.
+  is unknown) and buffers whole chunks sized by ``buffer_gb``; a ``chunk_mb`` given that is
+  smaller than one frame gets hdmf's own chunk shape. Option errors are hdmf's (texts, and
+  ``AssertionError`` as well as ``ValueError``).
+- The scan rank is the keys' (trailing size-1 key dims dropped); a scan of one frame (keys of
+  shape ``(1,)``) is a stack of one frame, scan rank 1.
 - The waiting happens in the selection generator *and* in ``_get_data``, so a consumer that
   walks ``buffer_selection_generator`` and reads in other processes still never reads
   incomplete frames. Pickling (``_to_dict``/``_from_dict``) carries a recipe that reopens the
@@ -30,6 +34,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,14 +42,21 @@ import numpy as np
 import numpy.typing as npt
 from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
-from h5live._follow import FollowPolicy, KeyFollower
+from h5live._follow import FollowPolicy, KeyFollower, _caller_stacklevel
+from h5live._keys import dataset_label
 from h5live._passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 from h5live._read import FrameReader, read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset, source_path
 from h5live._stages import Stage, StageChain
-from h5live.errors import FollowTimeout
+from h5live.errors import FollowTimeout, H5LiveWarning, IteratorOptionError, ScanShapeError
 
-__all__ = ["LiveDataChunkIterator", "PassedChunk", "written_selection"]
+__all__ = [
+    "LiveDataChunkIterator",
+    "PassedChunk",
+    "hdmf_chunk_shape",
+    "iterator_scan_rank",
+    "written_selection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +95,53 @@ def _last_frame(block: Selection, scan_shape: Sequence[int]) -> int:
 def _first_frame(block: Selection, scan_shape: Sequence[int]) -> int:
     """Flat index of the first frame of a box of the scan."""
     return int(np.ravel_multi_index([s.start for s in block], tuple(scan_shape)))
+
+
+def hdmf_chunk_shape(
+    maxshape: Sequence[int], itemsize: int, chunk_mb: float
+) -> tuple[int, ...] | None:
+    """The chunk shape hdmf's GenericDataChunkIterator picks for ``chunk_mb`` (hdmf 6.2's
+    ``_get_default_chunk_shape``): the data's axis ratios, scaled to fit ``chunk_mb``.
+
+    None for data with an empty axis (hdmf divides by the smallest axis).
+    """
+    smallest = min(maxshape, default=0)
+    if smallest <= 0:
+        return None
+    chunk_bytes = chunk_mb * 1e6
+    ratios = tuple(n // smallest for n in maxshape)
+    while math.prod(ratios) * itemsize > chunk_bytes and math.prod(ratios) != 1:
+        step = min(x for x in ratios if x != 1)
+        ratios = tuple(x // step if x != 1 else x for x in ratios)
+    k = math.floor((chunk_bytes / (math.prod(ratios) * itemsize)) ** (1 / len(maxshape)))
+    return tuple(min(k * x, n) for x, n in zip(ratios, maxshape, strict=True))
+
+
+def iterator_scan_rank(follower: KeyFollower, dataset: Any) -> int:
+    """The scan rank of the frames' dataset: its keys', but 1 for a scan of one frame.
+
+    Keys whose dims are all 1 (shape ``(1,)``, ``(1, 1)``) have scan rank 0 as swmr_tools counts
+    (trailing size-1 dims dropped); their data is a stack of one frame, ``(1, *frame)``, whose
+    first axis is the scan's.
+
+    Raises
+    ------
+    ScanShapeError
+        A scan of one frame whose data does not start with a size-1 axis.
+    """
+    if follower.scan_rank > 0:
+        return follower.scan_rank
+    shape = tuple(int(n) for n in dataset.shape)
+    if shape and shape[0] == 1:
+        return 1
+    key = follower.key_datasets[0]
+    filename, path = dataset_label(dataset)
+    raise ScanShapeError(
+        f"the keys ({dataset_label(key)[1]!r}, shape {tuple(key.shape)}) describe a scan of one "
+        f"frame, but dataset {path!r} in {filename!r} has shape {shape}, which does not start "
+        "with a size-1 scan axis. Fix: write the frame as a stack of one, shape (1, *frame), "
+        "or pass keys shaped like the data's scan dims."
+    )
 
 
 def _tiles(shape: Sequence[int], step: Sequence[int]) -> list[list[slice]]:
@@ -138,7 +197,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         iterators); its timeout and policy then apply.
     buffer_gb, buffer_shape, chunk_mb, chunk_shape, display_progress, progress_bar_class,
     progress_bar_options
-        As for hdmf's GenericDataChunkIterator.
+        As for hdmf's GenericDataChunkIterator, except that ``chunk_mb`` gives chunks of whole
+        frames (as many as fit) unless one frame is larger than it, and a ``total`` in
+        ``progress_bar_options`` is ignored with hdmf's warning (the total is in frames).
     timeout
         Idle timeout in seconds (``None``: wait for the finished flag).
     poll_interval_s
@@ -176,8 +237,14 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     Raises
     ------
+    IteratorOptionError
+        Invalid ``buffer_gb``, ``buffer_shape``, ``chunk_mb`` or ``chunk_shape``, with hdmf's
+        texts; a ``ValueError`` and an ``AssertionError`` (as hdmf raises), so code written
+        against either catches it.
     ValueError
-        Invalid shapes or options (with hdmf's texts where hdmf has one).
+        Invalid h5live options (``max_latency_s``, ``start_row``, ...).
+    ScanShapeError
+        Keys of a scan of one frame beside data without a size-1 scan axis.
     DuplicateHandleError
         A dataset it would refresh is open twice in this process (see ``h5live._handles``).
     """
@@ -258,16 +325,24 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         """Choose the shapes, build the parent, start the progress bar and the selections."""
         buffer_gb, buffer_shape, chunk_mb, chunk_shape = shapes
         self._live = False  # until the parent is built: it needs integer maxshape axes
+        chunk_mb_given = chunk_mb is not None
         if buffer_gb is None and buffer_shape is None:
             buffer_gb = 1.0
         if chunk_mb is None and chunk_shape is None:
             chunk_mb = 10.0
+        # hdmf's own checks and texts (hdmf asserts them), before any shape is chosen here
         if (buffer_gb is not None) == (buffer_shape is not None):
-            raise ValueError("Only one of 'buffer_gb' or 'buffer_shape' can be specified!")
+            raise IteratorOptionError("Only one of 'buffer_gb' or 'buffer_shape' can be specified!")
         if (chunk_mb is not None) == (chunk_shape is not None):
-            raise ValueError("Only one of 'chunk_mb' or 'chunk_shape' can be specified!")
+            raise IteratorOptionError("Only one of 'chunk_mb' or 'chunk_shape' can be specified!")
+        if chunk_shape is not None:
+            chunk_shape = tuple(int(n) for n in chunk_shape)
+            if not all(n > 0 for n in chunk_shape):
+                raise IteratorOptionError(
+                    f"Some dimensions of chunk_shape ({chunk_shape}) are less than zero!"
+                )
         if chunk_mb is not None:  # exactly one of chunk_mb and chunk_shape is set
-            chunk_shape = self._frame_chunk_shape(chunk_mb)
+            chunk_shape = self._frame_chunk_shape(chunk_mb, hdmf_if_larger=chunk_mb_given)
         if buffer_gb is not None and chunk_shape is not None:
             buffer_shape = self._chunk_buffer_shape(tuple(chunk_shape), buffer_gb)
         if chunk_shape is None or buffer_shape is None:  # pragma: no cover - checked above
@@ -279,8 +354,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 chunk_shape=tuple(chunk_shape),
                 display_progress=False,
             )
-        except AssertionError as exc:
-            raise ValueError(str(exc)) from exc
+        except AssertionError as exc:  # hdmf's shape checks: its text, our error
+            raise IteratorOptionError(str(exc)) from exc
         tiles = (self.chunk_shape[self.scan_rank :], self.buffer_shape[self.scan_rank :])
         if self.stages and any(tuple(t) != self.frame_shape for t in tiles):
             raise ValueError(
@@ -300,7 +375,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if self._live:
             self.num_buffers = None
             if self.buffer_shape[0] % self.chunk_shape[0]:  # every buffer starts a chunk row
-                raise ValueError(
+                raise IteratorOptionError(
                     f"Some dimensions of chunk_shape ({self.chunk_shape}) do not evenly divide "
                     f"the buffer shape ({self.buffer_shape})!"
                 )
@@ -339,13 +414,12 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         by polling once, for a writer that has already finished)."""
         self._attach(source, dataset_path, key_paths, finished_path, follower)
         follower = self.follower
-        self.scan_rank = follower.scan_rank
         self.source_frame_shape = tuple(int(n) for n in self.dataset.shape[self.scan_rank :])
         self.stages = StageChain(
             self._options["stages"], self.source_frame_shape, self.dataset.dtype
         )
         self.frame_shape = self.stages.frame_shape  # what it hands out: after the stages
-        keys = follower.maxshape or ()
+        keys = tuple(follower.key_datasets[0].maxshape[: self.scan_rank])
         inner = tuple(int(n) for n in follower.key_datasets[0].shape[1 : self.scan_rank])
         given = self._options["final_scan_shape"]
         if given is not None:
@@ -405,7 +479,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                 sleep=self._sleep,
             )
         self.follower = follower
-        self._reader = FrameReader(self.dataset, follower.scan_rank, use_direct_chunk=True)
+        self.scan_rank = iterator_scan_rank(follower, self.dataset)
+        self._reader = FrameReader(self.dataset, self.scan_rank, use_direct_chunk=True)
         self._recipe = {
             "path": file.filename,
             # the paths in this file (a dataset reached through a link names its own file's)
@@ -447,12 +522,20 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _scan_shape(self, rows: int) -> tuple[int, ...]:
         return (rows, *self._inner)
 
-    def _frame_chunk_shape(self, chunk_mb: float) -> tuple[int, ...]:
+    def _frame_chunk_shape(self, chunk_mb: float, *, hdmf_if_larger: bool) -> tuple[int, ...]:
         """Whole frames, as many as fit in ``chunk_mb`` (at least one), fast axis first; at most
-        :data:`LIVE_CHUNK_FRAMES` while the length is unknown."""
+        :data:`LIVE_CHUNK_FRAMES` while the length is unknown.
+
+        ``hdmf_if_larger`` (``chunk_mb`` was given): when one frame alone is larger than
+        ``chunk_mb``, whole frames cannot honour it; the chunk shape is then hdmf's own.
+        """
         if chunk_mb <= 0:
-            raise ValueError(f"chunk_mb ({chunk_mb}) must be greater than zero!")
+            raise IteratorOptionError(f"chunk_mb ({chunk_mb}) must be greater than zero!")
         frame_bytes = math.prod(self.frame_shape) * self._dtype_of().itemsize
+        if hdmf_if_larger and not self.stages and frame_bytes > chunk_mb * 1e6:
+            hdmf = hdmf_chunk_shape(self._nominal_maxshape(), self._dtype_of().itemsize, chunk_mb)
+            if hdmf is not None:
+                return hdmf
         budget = max(1, int(chunk_mb * 1e6 // max(frame_bytes, 1)))
         if self._final is None:  # live: a chunk must fill within seconds to be released
             budget = min(budget, LIVE_CHUNK_FRAMES)
@@ -474,7 +557,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _chunk_buffer_shape(self, chunk: tuple[int, ...], buffer_gb: float) -> tuple[int, ...]:
         """Whole chunks along the first axis, everything else whole, within ``buffer_gb``."""
         if buffer_gb <= 0:
-            raise ValueError(f"buffer_gb ({buffer_gb}) must be greater than zero!")
+            raise IteratorOptionError(f"buffer_gb ({buffer_gb}) must be greater than zero!")
         shape = self._nominal_maxshape(chunk)
         row = math.prod(shape[1:]) * self._dtype_of().itemsize
         if self.stages:  # read as source frames
@@ -825,7 +908,14 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         from tqdm import tqdm
 
         options = dict(options)
-        options.pop("total", None)
+        if "total" in options:  # hdmf's warning, word for word
+            warnings.warn(
+                "Option 'total' in 'progress_bar_options' is not allowed to be over-written! "
+                "Ignoring.",
+                H5LiveWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+            options.pop("total")
         total = math.prod(self._final) - self.start_frame if self._final is not None else None
         self.progress_bar = (bar_class or tqdm)(total=total, unit="frame", **options)
         self._progress_started = time.monotonic()

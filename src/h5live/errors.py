@@ -17,6 +17,7 @@ __all__ = [
     "FrameReadError",
     "H5LiveError",
     "H5LiveWarning",
+    "IteratorOptionError",
     "KeyDatasetError",
     "KeyRegressionError",
     "KeyRegressionWarning",
@@ -106,6 +107,16 @@ class OutputExistsError(H5LiveError, FileExistsError):
 class OutputError(H5LiveError, OSError):
     """Writing the destination failed (e.g. the disk is full); the output is left valid and
     marked ``failed`` with the message, and can be resumed once the cause is fixed."""
+
+
+class IteratorOptionError(H5LiveError, ValueError, AssertionError):
+    """An invalid shape or size option of :class:`h5live.LiveDataChunkIterator`.
+
+    For the options it shares with hdmf's ``GenericDataChunkIterator`` (``buffer_gb``,
+    ``buffer_shape``, ``chunk_mb``, ``chunk_shape``), whose checks are ``assert`` statements, the
+    message is hdmf's own and the error is also an ``AssertionError``, so code written against
+    either catches it.
+    """
 
 
 class StageError(H5LiveError, ValueError):
