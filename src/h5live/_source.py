@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import h5py
 
-from h5live._virtual import missing_sources
+from h5live._virtual import is_virtual, load_source_filters, missing_sources
 from h5live.errors import (
     DatasetNotFoundError,
     FinishedDatasetError,
@@ -292,6 +292,8 @@ def _check_sources(dataset: Any, path: str, role: str, filename: str) -> None:
             "names the VDS maps (h5ls -v, or dataset.virtual_sources()), or wait longer "
             "(open_timeout_s, --open-timeout)."
         )
+    if is_virtual(dataset):
+        load_source_filters(dataset)
 
 
 def _resolve(file: Any, path: str, role: str) -> Any:

@@ -23,7 +23,8 @@ Contract
   ``%b`` block number cannot be listed and is not checked.
 - Stored chunks live in the source files: reading or copying raw chunks does not apply to a
   VDS, whose frames are read through HDF5 (decoded). :func:`first_source` opens the first
-  source dataset on its own, for its filters and chunk shape.
+  source dataset on its own, for its filters and chunk shape; :func:`load_source_filters`
+  registers hdf5plugin's filters when the sources need a plugin filter.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from typing import Any
 
 import h5py
 
-__all__ = ["first_source", "is_virtual", "missing_sources", "source_file_path", "virtual_sources"]
+__all__ = [
+    "first_source",
+    "is_virtual",
+    "load_source_filters",
+    "missing_sources",
+    "source_file_path",
+    "virtual_sources",
+]
 
 
 def is_virtual(dataset: Any) -> bool:
@@ -103,6 +111,26 @@ def missing_sources(dataset: Any) -> list[str]:
     master = dataset.file.filename
     problems = (_problem(master, name, path) for name, path in virtual_sources(dataset))
     return [problem for problem in problems if problem is not None]
+
+
+#: Filters HDF5 and h5py register themselves: deflate, shuffle, fletcher32, szip, n-bit,
+#: scale-offset, and lzf. Any other is a plugin filter.
+_REGISTERED_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+
+
+def load_source_filters(dataset: Any) -> None:
+    """Register hdf5plugin's filters if the first source of the VDS ``dataset`` needs a plugin
+    filter (bitshuffle, Blosc, LZ4, Zstd...): HDF5 decodes a VDS's frames itself, where h5live
+    would decode a plain dataset's chunks in Python. Without hdf5plugin installed, reading
+    fails later with a message saying so."""
+    with first_source(dataset) as source:
+        if source is None:
+            return
+        plist = source.id.get_create_plist()
+        codes = {plist.get_filter(k)[0] for k in range(plist.get_nfilters())}
+    if codes - _REGISTERED_FILTERS:
+        with contextlib.suppress(ImportError):
+            import hdf5plugin  # noqa: F401  (registers the plugin filters with HDF5)
 
 
 @contextlib.contextmanager
