@@ -328,3 +328,48 @@ def test_fill_values_a_reader_without_the_data_refresh_sees_never_come_out_of_h5
         source = DataSource([keys], {"data": data}, timeout=IDLE_S, batch_frames=16)
         got = np.concatenate([item["data"] for item in source])
     np.testing.assert_array_equal(got, expected(config))
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize("layout", ["vds", "links"])
+def test_h5live_simulate_writes_a_master_and_one_file_per_process(tmp_path, capsys, layout):
+    from h5live._cli import main
+
+    path = tmp_path / "scan.h5"
+    args = ["simulate", str(path), "--files", "2", "--layout", layout, "--scan", "40"]
+    assert main([*args, "--frame", "4", "3", "--rate", "2000", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["frames"], summary["layout"], summary["master"]) == (40, layout, str(path))
+    assert [Path(p).name for p in summary["files"]] == ["scan_000001.h5", "scan_000002.h5"]
+    assert main(["follow", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 40
+    config = AcquisitionConfig(files=2, layout=layout, scan_shape=(40,), frame_shape=(4, 3))
+    with h5py.File(path, "r") as f:
+        for part, data in enumerate(config.data_paths):
+            offset = part * 40 if layout == "links" else 0
+            wanted = [frame_values(i + offset, (4, 3), "uint16") for i in range(40)]
+            np.testing.assert_array_equal(f[data][()], np.stack(wanted))
+
+
+def test_h5live_simulate_refuses_several_keys_for_several_files(tmp_path, capsys):
+    from h5live._cli import main
+
+    assert main(["simulate", str(tmp_path / "scan.h5"), "--files", "2", "--keys", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "Fix:" in err[0]
+    assert not (tmp_path / "scan.h5").exists()
+
+
+def test_h5live_demo_converts_a_master_of_two_files(tmp_path, capsys):
+    from h5live._cli import main
+
+    args = ["demo", "--files", "2", "--frames", "300", "--rate", "2000", "--dir", str(tmp_path)]
+    code = main([*args, "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (summary["frames_complete"], summary["state"]) == (300, "complete")
+    assert summary["nwb_equals_source"] is True
+    assert (tmp_path / "acquisition_000002.h5").exists()

@@ -175,6 +175,9 @@ def _cmd_nwb(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from h5live.testing import SimulatedWriter
 
+    if args.files > 1 or args.layout is not None:
+        return _simulate_files(args)
+
     with SimulatedWriter(
         args.destination,
         scan_shape=tuple(args.scan),
@@ -192,10 +195,42 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_files(args: argparse.Namespace) -> int:
+    """``h5live simulate --files N``: a master file and its detector files, each written by
+    its own process."""
+    from h5live.testing._multifile import simulate_acquisition
+
+    if args.keys != 1:
+        raise ValueError(
+            f"--keys {args.keys} applies to one file; a multi-file acquisition has one unique-id "
+            "key per detector file. Fix: leave --keys out with --files or --layout."
+        )
+    print(
+        f"writing {math.prod(args.scan)} frames to {args.destination} and {args.files} detector "
+        f"files beside it ({args.layout or 'vds'} layout), one process each",
+        file=sys.stderr,
+    )
+    summary = simulate_acquisition(
+        args.destination,
+        files=args.files,
+        layout=args.layout or "vds",
+        block=args.block,
+        scan_shape=tuple(args.scan),
+        frame_shape=tuple(args.frame),
+        dtype=args.dtype,
+        frame_rate_hz=args.rate,
+        presized=args.presized,
+        compression=args.compression,
+        timestamps=True,
+    )
+    _print_summary({"destination": str(args.destination), **summary}, args.json)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from h5live._demo import run_demo
 
-    summary, ok = run_demo(args.frames, args.rate, args.timeout, args.dir)
+    summary, ok = run_demo(args.frames, args.rate, args.timeout, args.dir, args.files)
     _print_summary(summary, args.json)
     if not ok:
         print(
@@ -390,6 +425,22 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--keys", type=_positive_int, default=1, help="number of key datasets")
     simulate.add_argument("--presized", action="store_true", help="full scan shape from the start")
     simulate.add_argument("--compression", default=None, help="gzip, lzf, zstd, lz4, blosc, ...")
+    simulate.add_argument(
+        "--files",
+        type=_positive_int,
+        default=1,
+        help="detector files, each written by its own process, with a master file (default 1)",
+    )
+    simulate.add_argument(
+        "--layout",
+        choices=["vds", "links"],
+        default=None,
+        help="master of a multi-file acquisition: virtual datasets interleaving the files "
+        "(vds, the default) or external links to one detector per file (links)",
+    )
+    simulate.add_argument(
+        "--block", type=_positive_int, default=10, help="frames per block per file (vds)"
+    )
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
     simulate.set_defaults(run=_cmd_simulate)
 
@@ -400,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=1000.0, help="frames/s (default 1000)")
     demo.add_argument("--timeout", type=_seconds, default=10.0, help="idle timeout in s")
     demo.add_argument("--dir", help="where to write the acquisition (default: a temp folder)")
+    demo.add_argument(
+        "--files",
+        type=_positive_int,
+        default=1,
+        help="detector files, each written by its own process, stitched by a master file of "
+        "virtual datasets that is converted (default 1: one file)",
+    )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(run=_cmd_demo)
 

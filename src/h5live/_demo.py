@@ -33,6 +33,7 @@ from h5live.errors import H5LiveError
 __all__ = ["run_demo"]
 
 FRAME = (128, 128)
+DATA, FLUSH_TIME = "/entry/data/data", "/entry/flush_time"  # the simulated detector's
 METADATA = {  # what --metadata gives h5live nwb (YAML works as well)
     "session_description": "h5live demo: a simulated detector converted to NWB while it writes",
     "experimenter": ["h5live demo"],
@@ -96,13 +97,16 @@ def _follow(
     return complete_at, samples
 
 
-def _verify(source: Path, output: Path, frames: int) -> tuple[bool, np.ndarray]:
-    """Whether the NWB frames and timestamps equal the source's; the source's flush times."""
+def _verify(
+    source: Path, output: Path, frames: int, paths: tuple[str, str] = (DATA, FLUSH_TIME)
+) -> tuple[bool, np.ndarray]:
+    """Whether the NWB frames and timestamps equal the source's (``paths``: its frames and
+    flush times); the source's flush times."""
     from pynwb import NWBHDF5IO
 
     with h5py.File(source, "r") as f:
-        data = f["/entry/data/data"][...]
-        flushed = f["/entry/flush_time"][...]
+        data = f[paths[0]][...]
+        flushed = f[paths[1]][...]
     with NWBHDF5IO(output, "r") as io:
         series = io.read().acquisition["detector"]
         equal = bool(
@@ -138,21 +142,23 @@ def _plot(path: Path, flushed: np.ndarray, complete_at: np.ndarray, samples: lis
     return True
 
 
-def run_demo(
-    frames: int, rate: float, timeout: float | None, directory: str | None
-) -> tuple[dict[str, Any], bool]:
-    """Run the demo; its summary, and whether everything was converted and verified."""
-    from h5live.testing import WriterProcess
+def _writer(source: Path, frames: int, rate: float, files: int) -> Any:
+    """The simulated detector: one writer process, or (``files`` > 1) a master file of
+    virtual datasets over that many detector files, each written by its own process."""
+    from h5live.testing import MultiFileAcquisition, WriterProcess
 
-    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="h5live-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    source, output = folder / "acquisition.h5", folder / "acquisition.nwb"
-    print(
-        f"Simulated detector: {frames} frames of {FRAME[0]}x{FRAME[1]} uint16 at {rate:g} "
-        f"frames/s into {source}\nConverting it live to {output} in another process...",
-        file=sys.stderr,
-    )
-    with WriterProcess(
+    if files > 1:
+        return MultiFileAcquisition(
+            source,
+            files=files,
+            layout="vds",
+            scan_shape=(frames,),
+            frame_shape=FRAME,
+            frame_rate_hz=rate,
+            timestamps=True,
+            hold_at=0,
+        )
+    return WriterProcess(
         source,
         scan_shape=(frames,),
         frame_shape=FRAME,
@@ -161,8 +167,31 @@ def run_demo(
         key_order="random",
         timestamps=True,
         hold_at=0,
-    ) as writer:
+    )
+
+
+def run_demo(
+    frames: int, rate: float, timeout: float | None, directory: str | None, files: int = 1
+) -> tuple[dict[str, Any], bool]:
+    """Run the demo; its summary, and whether everything was converted and verified.
+
+    ``files`` > 1: the acquisition is a master file of virtual datasets over that many
+    detector files, each written by its own process, and the master is converted.
+    """
+    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="h5live-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    source, output = folder / "acquisition.h5", folder / "acquisition.nwb"
+    where = f"{source}" if files == 1 else f"{files} files, one process each, and {source}"
+    print(
+        f"Simulated detector: {frames} frames of {FRAME[0]}x{FRAME[1]} uint16 at {rate:g} "
+        f"frames/s into {where}\nConverting it live to {output} in another process...",
+        file=sys.stderr,
+    )
+    with _writer(source, frames, rate, files) as writer:
         writer.start()
+        paths = (DATA, FLUSH_TIME)
+        if files > 1:
+            paths = (writer.config.data_paths[0], writer.config.timestamp_paths[0])
         metadata = folder / "session.json"
         metadata.write_text(json.dumps(METADATA, indent=2))
         command = [sys.executable, "-m", "h5live", "nwb", str(source), str(output)]
@@ -181,7 +210,7 @@ def run_demo(
                 converter.communicate()
         writer.wait()
     result = json.loads(out.strip().splitlines()[-1]) if converter.returncode == 0 else {}
-    verified, flushed = _verify(source, output, frames) if result else (False, np.array([]))
+    verified, flushed = _verify(source, output, frames, paths) if result else (False, np.array([]))
     latency_ms = (complete_at - flushed[: complete_at.size]) * 1e3 if flushed.size else None
     plot = folder / "acquisition_latency.png"
     plotted = latency_ms is not None and _plot(plot, flushed, complete_at, samples)

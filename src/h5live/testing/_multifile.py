@@ -58,6 +58,7 @@ __all__ = [
     "detector_paths",
     "main",
     "run_master",
+    "simulate_acquisition",
     "write_acquisition",
 ]
 
@@ -118,7 +119,8 @@ class AcquisitionConfig:
         if self.layout == "vds" and len(self.scan_shape) != 1:
             raise ValueError(
                 f"layout 'vds' interleaves a stack, so scan_shape must be (n,), got "
-                f"{self.scan_shape!r}; use layout 'links' for a grid scan"
+                f"{self.scan_shape!r}. Fix: give one scan dim (--scan N), or use layout 'links' "
+                "(--layout links) for a grid scan"
             )
         if not self.detector or "/" in self.detector:
             raise ValueError(f"detector must be a name without '/', got {self.detector!r}")
@@ -552,6 +554,25 @@ class MultiFileAcquisition(ClosingContext):
             f"<MultiFileAcquisition {os.path.basename(self.path)!r} layout="
             f"{self.config.layout!r} files={self.config.files} running={len(running)}>"
         )
+
+
+def simulate_acquisition(
+    path: str | os.PathLike[str], config: AcquisitionConfig | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Run a whole multi-file acquisition (``h5live simulate --files N``): the master's writer
+    and one writer process per detector file; return its summary (frames, files, master and
+    detector paths, elapsed time, rate)."""
+    with MultiFileAcquisition(path, config, **overrides) as acquisition:
+        acquisition.start()
+        summary = acquisition.wait(timeout_s=None)
+    return {
+        "frames": summary["frames"],
+        "layout": summary["layout"],
+        "master": acquisition.path,
+        "files": acquisition.detector_paths,
+        "elapsed_s": summary["elapsed_s"],
+        "rate_hz": summary["rate_hz"],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
