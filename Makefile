@@ -42,6 +42,12 @@ test: lint typecheck pytest
 test-fast: install
 	$(BIN)/pytest -m "not live" -q
 
+# The owners' own test suites against h5live's drop-ins: swmr_tools 0.9's tests and hdmf's
+# GenericDataChunkIterator tests (sdists fetched with pip into .peers-cache/; see peers/).
+.PHONY: test-peers
+test-peers: install
+	$(BIN)/python peers/run_peers.py
+
 # Full benchmark runs: they need the bench extra (matplotlib) and update benchmarks/RESULTS.md.
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
