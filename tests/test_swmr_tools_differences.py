@@ -209,3 +209,9 @@ def test_chunk_source_unlimited_and_filtered_datasets(keys_file):
     for dataset in (growing, gzipped):
         items = list(ChunkSource({"x": dataset}, 0.01, done))
         np.testing.assert_array_equal(np.concatenate([i["x"] for i in items]), np.arange(8))
+
+
+def test_a_nan_float_key_is_not_a_written_frame(keys_file):
+    key = keys_file.create_dataset("k", data=[1.0, np.nan, 1.0], maxshape=(None,))
+    assert list(swmr_tools.KeyFollower([key], timeout=0.01)) == [0, 1, 2]  # NaN != 0
+    assert list(KeyFollower([key], timeout=0)) == [0]
