@@ -61,17 +61,18 @@ PRECIOUS = b"precious, not HDF5"
 
 COMMANDS = {
     "good source": Command("scan.h5", ("--json",)),
+    "float keys": Command("float_keys.h5", ("--json",)),
     "missing source": Command("absent.h5", NOW, says=("absent.h5",)),
     "source not HDF5": Command("notes.txt", NOW, says=("notes.txt", "not an HDF5 file")),
     "missing data dataset": Command(
         "scan.h5", ("--data", "/no/such"), says=("scan.h5", "/no/such")
     ),
     "data path is a group": Command("scan.h5", ("--data", "/entry"), says=("scan.h5", "/entry")),
-    "float keys found": Command(
-        "float_keys.h5", says=("float_keys.h5", "/entry/keys/key_0", "float64")
+    "text keys found": Command(
+        "text_keys.h5", says=("text_keys.h5", "/entry/keys/key_0", "not a number")
     ),
-    "keys given at float data": Command(
-        "float_scan.h5", ("--keys", DATA), says=("float_scan.h5", DATA, "float32")
+    "keys given at a text dataset": Command(
+        "text_keys.h5", ("--keys", "/entry/label"), says=("text_keys.h5", "/entry/label", "number")
     ),
     "keys given at a scalar": Command(
         "scan.h5", ("--keys", "/entry/finished"), says=("scan.h5", "/entry/finished", "scalar")
@@ -92,8 +93,9 @@ COMMANDS = {
     "debug": Command("absent.h5", NOW, global_options=("--debug",)),
 }
 
+GOOD_SOURCES = ("good source", "float keys")
 BAD_INPUTS = [
-    name for name in COMMANDS if name not in ("good source", "resume and overwrite", "debug")
+    name for name in COMMANDS if name not in (*GOOD_SOURCES, "resume and overwrite", "debug")
 ]
 
 
@@ -107,16 +109,19 @@ def status(path: Path) -> dict[str, object]:
 
 
 def make_sources(folder: Path) -> Path:
-    """Finished acquisitions of the simulated writer, a text file, and one with float keys."""
+    """A finished acquisition of the simulated writer, a text file, one with float keys (keys
+    of any numeric type are keys) and one with text keys."""
     folder.mkdir()
-    for name, dtype in (("scan.h5", "uint16"), ("float_scan.h5", "float32")):
-        with SimulatedWriter(folder / name, scan_shape=(10,), frame_shape=(2,), dtype=dtype) as w:
-            w.run()
+    with SimulatedWriter(folder / "scan.h5", scan_shape=(10,), frame_shape=(2,)) as w:
+        w.run()
     (folder / "notes.txt").write_text("frame 1: 42\n")
-    with h5py.File(folder / "float_keys.h5", "w", libver="latest") as f:
-        f.create_dataset(DATA, data=expected(10, (2,)), chunks=(1, 2), maxshape=(None, 2))
-        f.create_dataset("/entry/keys/key_0", data=np.ones(10), chunks=(10,), maxshape=(None,))
-        f.create_dataset("/entry/finished", data=np.int32(1))
+    for name, keys in (("float_keys.h5", np.ones(10)), ("text_keys.h5", np.array(["set"] * 10))):
+        with h5py.File(folder / name, "w", libver="latest") as f:
+            f.create_dataset(DATA, data=expected(10, (2,)), chunks=(1, 2), maxshape=(None, 2))
+            keys = keys.astype(h5py.string_dtype()) if keys.dtype.kind == "U" else keys
+            f.create_dataset("/entry/keys/key_0", data=keys, chunks=(10,), maxshape=(None,))
+            f.create_dataset("/entry/label", data=np.array(["frame"] * 10, dtype=object))
+            f.create_dataset("/entry/finished", data=np.int32(1))
     return folder
 
 
@@ -165,9 +170,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     return done
 
 
-def test_the_good_source_copies_completely(runs):
+@pytest.mark.parametrize("name", GOOD_SOURCES)
+def test_the_good_source_copies_completely(runs, name):
     """The control: the sources the bad inputs use are fine otherwise."""
-    run = runs["good source"]
+    run = runs[name]
     assert run.code == 0, run.err
     assert json.loads(run.out)["state"] == "complete"
     assert status(run.destination) == {
