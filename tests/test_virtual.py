@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from h5live import KeyFollower, copy_live
+from h5live import FrameReader, KeyFollower, copy_live
 from h5live._copy import data_datasets
 from h5live._passthrough import passthrough_refusal
 from h5live._source import is_unallocated_contiguous, source_path, walk_datasets
@@ -230,3 +230,23 @@ def test_the_master_can_be_made_before_its_detector_files(tmp_path):
         True,
         True,
     ]
+
+
+@pytest.mark.parametrize("presized", [False, True], ids=["growing", "presized"])
+def test_reads_of_a_vds_are_split_where_its_mappings_start_and_end(tmp_path, presized):
+    path = tmp_path / "scan.h5"
+    config = write_acquisition(
+        path, files=3, block=4, presized=presized, scan_shape=(N,), frame_shape=FRAME
+    )
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        reader = FrameReader(f[config.data_paths[0]], 1)
+        rows = reader.virtual_rows
+        assert rows is not None
+        assert rows.split(0, N) == [(lo, min(lo + 4, N)) for lo in range(0, N, 4)]
+        assert rows.split(6, 15) == [(6, 8), (8, 12), (12, 15)]
+        frames, _ = reader.read_frames(3, N)
+        out = np.empty((N - 5, *FRAME), dtype="uint16")
+        reader.read_frames(5, N, out=out)
+        assert FrameReader(f[config.finished_path], 0).virtual_rows is None
+    np.testing.assert_array_equal(frames, expected(config)[3:])
+    np.testing.assert_array_equal(out, expected(config)[5:])

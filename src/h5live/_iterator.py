@@ -781,7 +781,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if all(s.stop - s.start == n for s, n in whole):
             # whole rows of whole frames: frames first..last, read chunk by chunk where faster
             return self._reader.read_frames(first, last + 1, out=out)[0]
-        return read_selection(self.dataset, selection, first, last + 1, out)
+        rows = self._reader.virtual_rows
+        return read_selection(self.dataset, selection, first, last + 1, out, rows)
 
     def _await(self, selection: Selection) -> tuple[int, int]:
         """Wait until the selection's frames are complete and refresh the data to them; its

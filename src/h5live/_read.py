@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from h5live._direct import DirectChunkReader, direct_chunk_reader
 from h5live._keys import dataset_label, flat_boxes, refresh_dataset
+from h5live._virtual import VirtualRows
 from h5live.errors import DirectChunkError, FrameIndexError, FrameReadError
 
 __all__ = ["DirectMode", "FrameReader", "SliceDict", "box_runs", "box_size", "read_selection"]
@@ -52,11 +53,13 @@ def read_selection(
     start: int,
     stop: int,
     out: npt.NDArray[Any] | None = None,
+    rows: VirtualRows | None = None,
 ) -> npt.NDArray[Any]:
     """``dataset[selection]`` (frames ``start .. stop - 1``), with read failures explained.
 
     ``out``: an array of the selection's shape and the dataset's dtype to read into (no new
-    allocation); returned filled.
+    allocation); returned filled. ``rows``: a virtual dataset's mapping rows, to read it one
+    mapping at a time (see ``h5live._virtual.VirtualRows``).
 
     Raises
     ------
@@ -64,6 +67,11 @@ def read_selection(
         h5py could not read them, most often because a filter plugin is not loaded.
     """
     try:
+        first = selection[0] if isinstance(selection, tuple) and selection else None
+        if rows is not None and isinstance(first, slice) and first.stop is not None:
+            pieces = rows.split(first.start or 0, first.stop)
+            if len(pieces) > 1:
+                return _read_pieces(dataset, selection, pieces, out)
         if out is not None and hasattr(dataset, "read_direct"):
             dataset.read_direct(out, source_sel=selection)
             return out
@@ -76,6 +84,24 @@ def read_selection(
             "bitshuffle...), `import hdf5plugin` first; otherwise check that the writer is "
             "healthy."
         ) from exc
+
+
+def _read_pieces(
+    dataset: Any,
+    selection: tuple[Any, ...],
+    pieces: Sequence[tuple[int, int]],
+    out: npt.NDArray[Any] | None,
+) -> npt.NDArray[Any]:
+    """``dataset[selection]`` read as one read per ``(lo, hi)`` piece of its first axis."""
+    rest, base = selection[1:], pieces[0][0]
+    if out is None:
+        wheres = [(slice(lo, hi), *rest) for lo, hi in pieces]
+        parts = [np.asarray(dataset[where]) for where in wheres]
+        return np.concatenate(parts, axis=0)
+    for lo, hi in pieces:
+        where = (slice(lo, hi), *rest)
+        dataset.read_direct(out, source_sel=where, dest_sel=np.s_[lo - base : hi - base])
+    return out
 
 
 def box_runs(start: int, stop: int, scan_shape: Sequence[int]) -> list[tuple[int, int]]:
@@ -185,6 +211,7 @@ class FrameReader:
         self._shape = shape
         self._fresh_upto = -1  # frames up to this flat index were complete at the last refresh
         self._direct = self._plan_direct(use_direct_chunk)
+        self._rows = VirtualRows.of(dataset)  # a VDS is read one mapping at a time
 
     def _plan_direct(self, mode: DirectMode) -> DirectChunkReader | None:
         if mode is False:
@@ -210,6 +237,12 @@ class FrameReader:
     def direct(self) -> bool:
         """Whether frames are read with ``read_direct_chunk`` and decoded in Python."""
         return self._direct is not None
+
+    @property
+    def virtual_rows(self) -> VirtualRows | None:
+        """Where a virtual dataset's mappings start and end along its first axis (None for
+        another dataset): reads are split there."""
+        return self._rows
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -332,7 +365,7 @@ class FrameReader:
         if self._direct is not None:
             return self._read_direct(self._direct, start, stop, slices, out), slices
         selection = (*slices, Ellipsis)
-        return read_selection(self.dataset, selection, start, stop, out), slices
+        return read_selection(self.dataset, selection, start, stop, out, self._rows), slices
 
     def _check_out(self, out: npt.NDArray[Any], shape: tuple[int, ...]) -> None:
         dtype = np.dtype(self.dataset.dtype)

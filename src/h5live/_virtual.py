@@ -22,21 +22,25 @@ Contract
   folder, then the working directory; ``"."`` is the master itself. A name with a printf-style
   ``%b`` block number cannot be listed and is not checked.
 - Stored chunks live in the source files: reading or copying raw chunks does not apply to a
-  VDS, whose frames are read through HDF5 (decoded). :func:`first_source` opens the first
-  source dataset on its own, for its filters and chunk shape; :func:`load_source_filters`
-  registers hdf5plugin's filters when the sources need a plugin filter.
+  VDS, whose frames are read through HDF5 (decoded), split at the rows where its mappings
+  start and end (:class:`VirtualRows`): HDF5 reads a selection across mappings very slowly.
+  :func:`first_source` opens the first source dataset on its own, for its filters and chunk
+  shape; :func:`load_source_filters` registers hdf5plugin's filters when the sources need a
+  plugin filter.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import h5py
 
 __all__ = [
+    "VirtualRows",
     "first_source",
     "is_virtual",
     "load_source_filters",
@@ -111,6 +115,58 @@ def missing_sources(dataset: Any) -> list[str]:
     master = dataset.file.filename
     problems = (_problem(master, name, path) for name, path in virtual_sources(dataset))
     return [problem for problem in problems if problem is not None]
+
+
+class VirtualRows:
+    """Where the mappings of a VDS start and end along its first axis, to split reads there.
+
+    HDF5 reads a selection that spans several mappings (blocks of frames from several files)
+    through its slow path for irregular selections: 64 interleaved frames of 256x256 uint16
+    took 150 ms in one read, 1 ms read block by block (measured, HDF5 2.0). A read split at
+    these rows lies inside one mapping per piece.
+    """
+
+    def __init__(self, mappings: Sequence[tuple[int, int, int, int]]) -> None:
+        #: (start, stride, count, block) along the first axis; count or block may be unlimited
+        self.mappings = list(mappings)
+
+    @classmethod
+    def of(cls, dataset: Any) -> VirtualRows | None:
+        """The rows of a VDS whose mappings are regular hyperslabs; None for another dataset,
+        or a VDS whose mappings cannot be split at rows (it is read whole)."""
+        if not is_virtual(dataset):
+            return None
+        plist = dataset.id.get_create_plist()
+        mappings = []
+        for k in range(plist.get_virtual_count()):
+            space = plist.get_virtual_vspace(k)
+            if space.get_select_type() != h5py.h5s.SEL_HYPERSLABS:
+                return None
+            if not space.is_regular_hyperslab():
+                return None
+            start, stride, count, block = space.get_regular_hyperslab()
+            mappings.append((int(start[0]), int(stride[0]), int(count[0]), int(block[0])))
+        return cls(mappings) if len(mappings) > 1 else None
+
+    def split(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """``[lo, hi)`` cut at every row where a mapping starts or ends."""
+        cuts = {lo, hi}
+        unlimited = h5py.h5s.UNLIMITED
+        for start, stride, count, block in self.mappings:
+            step = max(stride, 1)
+            first = max(0, (lo - start - (0 if block == unlimited else block)) // step)
+            last = max(first, (hi - start) // step + 1)
+            if count != unlimited:
+                last = min(last, count)
+            for k in range(first, last):
+                begin = start + k * step
+                ends = (begin,) if block == unlimited else (begin, begin + block)
+                cuts.update(row for row in ends if lo < row < hi)
+        rows = sorted(cuts)
+        return list(itertools.pairwise(rows))
+
+    def __repr__(self) -> str:
+        return f"<VirtualRows mappings={len(self.mappings)}>"
 
 
 #: Filters HDF5 and h5py register themselves: deflate, shuffle, fletcher32, szip, n-bit,
