@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from h5live import FrameReader, KeyFollower, copy_live
+from h5live import DataSource, FrameReader, KeyFollower, copy_live
 from h5live._copy import data_datasets
 from h5live._passthrough import passthrough_refusal
 from h5live._source import is_unallocated_contiguous, source_path, walk_datasets
@@ -250,3 +250,12 @@ def test_reads_of_a_vds_are_split_where_its_mappings_start_and_end(tmp_path, pre
         assert FrameReader(f[config.finished_path], 0).virtual_rows is None
     np.testing.assert_array_equal(frames, expected(config)[3:])
     np.testing.assert_array_equal(out, expected(config)[5:])
+
+
+def test_a_data_source_over_a_vds_with_missing_sources_is_refused_at_once(tmp_path):
+    path = tmp_path / "scan.h5"
+    config = write_acquisition(path, files=2, scan_shape=(N,), frame_shape=FRAME)
+    _hide(detector_paths(path, 2)[1])
+    missing = pytest.raises(SourceNotReadyError, match=r"scan_000002\.h5' does not exist")
+    with h5py.File(path, "r", libver="latest", swmr=True) as f, missing:
+        DataSource([f[config.key_paths[0]]], {"data": f[config.data_paths[0]]}, timeout=1)

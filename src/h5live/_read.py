@@ -31,7 +31,8 @@ import numpy.typing as npt
 
 from h5live._direct import DirectChunkReader, direct_chunk_reader
 from h5live._keys import dataset_label, flat_boxes, refresh_dataset
-from h5live._virtual import VirtualRows
+from h5live._source import check_virtual_sources
+from h5live._virtual import VirtualRows, is_virtual
 from h5live.errors import DirectChunkError, FrameIndexError, FrameReadError
 
 __all__ = ["DirectMode", "FrameReader", "SliceDict", "box_runs", "box_size", "read_selection"]
@@ -211,6 +212,8 @@ class FrameReader:
         self._shape = shape
         self._fresh_upto = -1  # frames up to this flat index were complete at the last refresh
         self._direct = self._plan_direct(use_direct_chunk)
+        if is_virtual(dataset):  # its missing sources would read as fill values
+            check_virtual_sources(dataset, self.name, "data", self.filename)
         self._rows = VirtualRows.of(dataset)  # a VDS is read one mapping at a time
 
     def _plan_direct(self, mode: DirectMode) -> DirectChunkReader | None:

@@ -32,6 +32,7 @@ __all__ = [
     "KNOWN_LAYOUTS",
     "Layout",
     "SourceSpec",
+    "check_virtual_sources",
     "get_dataset",
     "largest_frames",
     "object_identity",
@@ -281,8 +282,10 @@ def _absolute(path: str) -> str:
     return "/" + path.strip("/")
 
 
-def _check_sources(dataset: Any, path: str, role: str, filename: str) -> None:
-    """Raise if ``dataset`` is virtual and some of its sources cannot be read yet."""
+def check_virtual_sources(dataset: Any, path: str, role: str, filename: str) -> None:
+    """Raise :class:`~h5live.errors.SourceNotReadyError` if ``dataset`` is virtual and some of
+    its sources cannot be read yet (HDF5 would read them as fill values); register the plugin
+    filters its sources need."""
     missing = missing_sources(dataset)
     if missing:
         raise _SourcesMissing(
@@ -320,7 +323,7 @@ def _resolve(file: Any, path: str, role: str) -> Any:
         ) from exc
     if isinstance(found, h5py.Dataset):
         setattr(found, _PATH_ATTRIBUTE, _absolute(path))
-        _check_sources(found, _absolute(path), role, filename)
+        check_virtual_sources(found, _absolute(path), role, filename)
     return found
 
 
