@@ -86,6 +86,23 @@ COMMANDS = {
     "overwrite with a missing data dataset": Command(
         "scan.h5", ("--overwrite", "--data", "/no/such"), existing=PRECIOUS, says=("/no/such",)
     ),
+    "chunk shape of a frame for a grid scan": Command(
+        "grid.h5",
+        ("--chunk-shape", "100", "2"),
+        says=(
+            "grid.h5",
+            DATA,
+            "chunk_shape=(100, 2)",
+            "one per scan axis",
+            "--chunk-shape 100 4 2",
+        ),
+    ),
+    "overwrite with a buffer shape too wide": Command(
+        "grid.h5",
+        ("--overwrite", "--buffer-shape", "1", "9", "2"),
+        existing=PRECIOUS,
+        says=("grid.h5", "buffer_shape=(1, 9, 2)", "--buffer-shape 1 4 2"),
+    ),
     "destination folder missing": Command(
         "scan.h5", destination="no/such/folder/copy.h5", says=("no/such/folder/copy.h5",)
     ),
@@ -109,10 +126,12 @@ def status(path: Path) -> dict[str, object]:
 
 
 def make_sources(folder: Path) -> Path:
-    """A finished acquisition of the simulated writer, a text file, one with float keys (keys
-    of any numeric type are keys) and one with text keys."""
+    """Finished acquisitions of the simulated writer (a stack, a grid scan), a text file, one
+    with float keys (keys of any numeric type are keys) and one with text keys."""
     folder.mkdir()
     with SimulatedWriter(folder / "scan.h5", scan_shape=(10,), frame_shape=(2,)) as w:
+        w.run()
+    with SimulatedWriter(folder / "grid.h5", scan_shape=(3, 4), frame_shape=(2,)) as w:
         w.run()
     (folder / "notes.txt").write_text("frame 1: 42\n")
     for name, keys in (("float_keys.h5", np.ones(10)), ("text_keys.h5", np.array(["set"] * 10))):

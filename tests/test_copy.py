@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -176,6 +177,52 @@ def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(
     with h5py.File(copy, "r") as f:
         np.testing.assert_array_equal(f[DATA][...], expected(800, (4,)))
         assert int(np.count_nonzero(f["/entry/keys/key_0"][...])) == 800
+
+
+READER = """
+import sys, h5py
+with h5py.File(sys.argv[1], "r", libver="latest", swmr=True) as f:
+    count = f["/entry/h5live/frames_complete"]
+    print("open", flush=True)
+    while count[()] < int(sys.argv[2]):
+        sys.stdin.readline()  # a line per look, so that the test paces it
+        count.refresh()
+    print(count[()], flush=True)
+"""
+
+
+def test_a_copy_resumes_while_readers_follow_it(writer_process, converter, spawn, tmp_path):
+    """SWMR readers hold a lock on the file: a resume must not be refused for them."""
+    process = writer_process(scan_shape=(400,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
+    copy = tmp_path / "copy.h5"
+    copier = converter(process.path, copy, "--max-latency", "0.02", *SMALL)
+    process.go()
+    wait_for_frames(copy, 40, copier)
+    copier.kill()
+    ended(copier)
+    reader = spawn(
+        [sys.executable, "-c", READER, str(copy), "400"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout.readline() == "open\n"
+    follower = spawn(
+        [*H5LIVE, "follow", str(copy), "--timeout", "60", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    code, err = ended(converter(process.path, copy, "--resume"))
+    assert code == 0, err
+    assert process.wait() == 0
+    out, _ = reader.communicate("\n" * 1000, timeout=120)
+    assert out.strip() == "400"  # the reader that held the file open saw the resumed frames
+    summary, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, err
+    assert json.loads(summary)["frames"] == 400
+    assert json.loads(summary)["stop_reason"] == "finished"
+    assert status(copy)["state"] == "complete"
 
 
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

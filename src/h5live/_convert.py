@@ -48,7 +48,7 @@ from h5live._recover import clear_writer_flags, writer_flags
 from h5live._source import SourceSpec, get_dataset, largest_frames, source_path
 from h5live._stages import Stage, StageChain
 from h5live._virtual import first_source, is_virtual
-from h5live.errors import OutputError, OutputExistsError
+from h5live.errors import OutputError, OutputExistsError, ScanShapeError
 
 __all__ = [
     "OUTPUT_CHUNK_CACHE",
@@ -220,6 +220,37 @@ def writer_flags_or_zero(path: str) -> int:
         return 0
 
 
+def check_shape_option(
+    option: str, shape: Sequence[int] | None, data_shape: Sequence[int], rank: int, where: str
+) -> None:
+    """Refuse a ``chunk_shape``/``buffer_shape`` that does not fit the data it cuts.
+
+    It needs one entry per scan axis, then one per frame axis (``data_shape``: the scan's, then
+    the written frame's), each at least 1 and, past the growing first axis, at most the data's.
+    ``where`` names the dataset and its file.
+    """
+    if shape is None:
+        return
+    shape = tuple(shape)
+    size = tuple(int(n) for n in data_shape)
+    if (
+        len(shape) == len(size)
+        and all(n >= 1 for n in shape)
+        and all(n <= d for n, d in zip(shape[1:], size[1:]))
+    ):
+        return
+    scan, frame = size[:rank], size[rank:]
+    kind = "a stack" if rank == 1 else f"a grid scan of rank {rank}"
+    example = (shape[0] if shape and shape[0] >= 1 else 1, *scan[1:], *frame)
+    raise ScanShapeError(
+        f"{option}={shape} does not fit {where}, whose data are {kind} of frames {frame} "
+        f"(shape {size}, the first axis growing): {option} needs {len(size)} entries, one per "
+        f"scan axis then one per frame axis, each at least 1 and, after the first, at most the "
+        f"data's. Fix: e.g. {option}={example} (--{option.replace('_', '-')} "
+        f"{' '.join(str(n) for n in example)})."
+    )
+
+
 def _secondary_rows(primary: LiveDataChunkIterator, frame_bytes: int) -> tuple[int, int]:
     """Chunk and buffer rows of a dataset converted beside ``primary`` (timestamps beside
     frames): chunks of a multiple of the primary's chunk rows that reach
@@ -381,6 +412,8 @@ class Conversion:
                     "does not exist. Fix: create it, or pass another destination."
                 )
             try:
+                if path.exists():  # overwrite: a new file, never truncated under its readers
+                    path.unlink()
                 self.file = opener(path)
             except OSError as exc:
                 raise OutputError(
@@ -391,7 +424,18 @@ class Conversion:
             self._stack.push(self._closer)
             return False
         clear_writer_flags(path)  # a converter killed while writing left them set
-        self.file = h5py.File(path, "a", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)
+        try:
+            # SWMR readers of the output (h5live follow, swmr_tools) hold a file lock that would
+            # refuse this writer: _check_existing has made sure no other writer has it open.
+            self.file = h5py.File(
+                path, "a", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE, locking=False
+            )
+        except OSError as exc:
+            raise OutputError(
+                f"cannot open {os.fspath(path)!r} to resume it: {exc}. Fix: check that the file "
+                "is whole and writable; if it is damaged, overwrite=True (--overwrite) starts "
+                "again."
+            ) from exc
         self._stack.push(self._closer)
         self.output = LiveOutput(self.file, self.layout)
         return True
@@ -495,6 +539,21 @@ class Conversion:
         return found
 
     # ------------------------------------------------------------------ iterators
+
+    def check_options(self, sources: Sequence[Any], options: LiveOptions) -> None:
+        """Refuse chunk and buffer shapes that do not fit the first live dataset's written
+        data, before the destination is touched (they are that dataset's)."""
+        if not sources:
+            return
+        rank = self.follower.scan_rank
+        inner = tuple(self.follower.key_datasets[0].shape[1:rank])
+        dataset = sources[0]
+        stages = tuple(options.stages.get(dataset.name, ()))
+        frame = StageChain(stages, dataset.shape[rank:], dataset.dtype).frame_shape
+        data_shape = (dataset.shape[0], *inner, *frame)
+        where = f"{dataset.name!r} in {self.source_path!r}"
+        check_shape_option("chunk_shape", options.chunk_shape, data_shape, rank, where)
+        check_shape_option("buffer_shape", options.buffer_shape, data_shape, rank, where)
 
     def live_iterators(
         self,

@@ -230,6 +230,7 @@ def copy_live(
         options, filters = conversion_filters(
             options, compression, compression_opts, shuffle, sources
         )
+        conversion.check_options(sources, options)
         if conversion.open_destination():
             pairs = conversion.resume_iterators(options, sources)
         else:

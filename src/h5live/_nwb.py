@@ -409,6 +409,7 @@ def to_nwb(
         options, filters = conversion_filters(
             options, compression, compression_opts, False, sources
         )
+        conversion.check_options(sources, options)
         if resume and Path(nwbfile_path).exists():
             conversion.open_destination()
             pairs = conversion.resume_iterators(options, sources)

@@ -180,6 +180,12 @@ def _explain_open_failure(path: str, exc: OSError, waited_s: float) -> str:
             f"{path!r} is not an HDF5 file, or its writer has not written the header yet "
             f"({waited}). Fix: check the path, or wait longer (open_timeout_s, --open-timeout)."
         )
+    if "truncated file" in text:
+        return (
+            f"{path!r} is truncated: it ends before the end its header records ({text}; "
+            f"{waited}). It was cut short (a copy or transfer not finished, a full disk). Fix: "
+            "copy it again whole; h5clear cannot restore missing bytes."
+        )
     return (
         f"cannot open {path!r} for SWMR reading {waited}: {text}. Fix: check that it is an "
         "HDF5 file you may read, written with libver='latest' in SWMR mode."
