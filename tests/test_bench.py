@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from h5live.bench._live import keep_up_verdict
-from h5live.bench._report import keep_up_rate, recommend, sweep_pick
+from h5live.bench._report import keep_up_rate, recommend, recommendation_line, sweep_pick
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,10 +40,15 @@ def quick_run(tmp_path_factory):
 
 
 @pytest.mark.live
-def test_quick_run_exits_0_and_prints_a_recommendation(quick_run):
+def test_quick_run_says_it_is_a_smoke_test_and_recommends_nothing(quick_run):
     done, _ = quick_run
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1].startswith("Recommendation (")
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("SMOKE TEST (--quick)")
+    assert lines[-1].startswith("Smoke test (--quick)")
+    assert "--frame H W --dtype D" in lines[-1]
+    assert "--source FILE" in lines[-1]
+    assert "Recommendation" not in done.stdout
 
 
 @pytest.mark.live
@@ -67,8 +72,8 @@ def test_quick_run_json_has_every_section_with_positive_numbers(quick_run):
     assert (
         choice["runs"][-1]["target_rate_hz"] is None or not choice["runs"][-1]["keep_up"]["kept_up"]
     )
-    assert results["recommendation"]["line"].startswith("Recommendation (")
-    assert results["recommendation"]["rule"]
+    assert results["recommendation"]["line"].startswith("Smoke test (--quick)")
+    assert results["recommendation"]["choice"] is None
 
 
 @pytest.mark.live
@@ -250,3 +255,18 @@ def test_the_end_limit_is_twice_the_max_latency_but_at_least_a_second():
     assert keep_up_verdict(flushed, done, max_latency_s=3.0).end_limit_s == 6.0
     assert keep_up_verdict(flushed, done, max_latency_s=0.1).end_limit_s == 1.0
     assert keep_up_verdict(flushed, done, max_latency_s=None).end_limit_s == 1.0
+
+
+def test_the_recommendation_line_states_the_choice_and_its_figures():
+    choice = {
+        **point(4, 16, 1800.0),
+        "p99_ms": 151.0,
+        "p99_rate_hz": 443.0,
+        "keep_up_rate_hz": 950.0,
+        "at_writer_max": True,
+    }
+    assert recommendation_line(choice, "bitshuffle", 1000.0) == (
+        "Recommendation (bitshuffle): chunk 4 frames, buffer 16 chunks (67 MB): 1800 MB/s, "
+        "p99 latency 151 ms at 443 fps, keeps up with the writer at full speed (950 fps; "
+        "1000 fps alone)"
+    )

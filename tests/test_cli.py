@@ -66,3 +66,21 @@ def test_installed_entry_point_runs():
     )
     assert result.returncode == 0
     assert result.stdout.startswith("h5live ")
+
+
+def test_a_warning_starts_a_line_of_its_own_beside_the_progress_bar(tmp_path):
+    # No subject in the metadata: to_nwb warns while the bar is on stderr.
+    source = tmp_path / "scan.h5"
+    assert main(["simulate", str(source), "--scan", "20", "--frame", "4", "4"]) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "h5live", "nwb", str(source), str(tmp_path / "scan.nwb")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.split("\n") if "h5live: WARNING" in line]
+    assert warned
+    # what a terminal shows of each line: the text after its last carriage return
+    assert [line.split("\r")[-1][:16] for line in warned] == ["h5live: WARNING:"] * len(warned)

@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 error (one line on stderr; the traceback with ``--debug``)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -528,13 +529,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(stopper, handler)
 
 
-def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="h5live: %(levelname)s: %(message)s",
-    )
+class _LineHandler(logging.Handler):
+    """Writes each log line (and each warning) on a line of its own on stderr, also while a
+    progress bar is shown there: tqdm clears the bar, prints the line, and draws it again."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's own contract: report, never raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(debug: bool) -> Iterator[None]:
+    """h5live's log lines and Python warnings on stderr, each on its own line, for one run."""
+    root = logging.getLogger()
+    handler = _LineHandler()
+    handler.setFormatter(logging.Formatter("h5live: %(levelname)s: %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.captureWarnings(True)
     try:
-        code: int = args.run(args)
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.setLevel(level)
+        root.removeHandler(handler)
+
+
+def _with_fix(exc: BaseException) -> str:
+    """An error's text, with a way forward when the error (HDF5's own, say) gives none."""
+    text = str(exc)
+    if "Fix:" in text:
+        return text
+    kind = "" if isinstance(exc, H5LiveError) else f"{type(exc).__name__}: "
+    return (
+        f"{kind}{text}. Fix: rerun with --debug to see where it came from; if the cause is not "
+        "clear, report it with that output."
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        with _logging_to_stderr(args.debug):
+            code: int = args.run(args)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
         print(f"h5live: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
@@ -542,6 +583,6 @@ def _run(args: argparse.Namespace) -> int:
     except (H5LiveError, OSError, ValueError) as exc:
         if args.debug:
             raise
-        print(f"h5live: error: {exc}", file=sys.stderr)
+        print(f"h5live: error: {_with_fix(exc)}", file=sys.stderr)
         return 1
     return code

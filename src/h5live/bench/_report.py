@@ -148,6 +148,11 @@ def _ms(value: float | None) -> str:
 def format_table(results: Mapping[str, Any]) -> str:
     """The results as text tables: sweep, alternatives, latency, keep-up."""
     lines = [f"Data: {results['data']['description']}", ""]
+    if results["options"].get("quick"):
+        lines[:0] = [
+            "SMOKE TEST (--quick): tiny sizes; the figures below are not measurements.",
+            "",
+        ]
     for label, sweep in results["sweep"].items():
         lines.append(
             f"1. Sweep, copy_live from a complete source ({label}); memory: tracemalloc peak"

@@ -504,13 +504,23 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda _: None
         "live": live,
         "sweep_pick": {k: pick[k] for k in ("chunk_frames", "buffer_chunks", "mb_per_s")},
         "recommendation": {
-            "line": recommendation_line(chosen, main, live["writer_max_rate_hz"]),
+            "line": QUICK_LINE
+            if options.quick
+            else recommendation_line(chosen, main, live["writer_max_rate_hz"]),
             "rule": RULE,
-            "choice": {k: v for k, v in chosen.items() if k != "runs"},
+            "choice": None if options.quick else {k: v for k, v in chosen.items() if k != "runs"},
         },
         "seconds": time.monotonic() - started,
     }
     return results
+
+
+#: What a ``--quick`` run says instead of a recommendation: its sizes are too small to measure.
+QUICK_LINE = (
+    "Smoke test (--quick): every part ran on a few tiny frames, so these figures and ratios "
+    "measure nothing and no recommendation is made. For one, measure your data: h5live bench "
+    "--frame H W --dtype D (a detector like yours), or --source FILE (a file it wrote)."
+)
 
 
 def write_outputs(results: dict[str, Any], out: Path, prefix: str = "") -> list[str]:
