@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from h5live._recover import clear_writer_flags, lookup3, writer_flags
+from h5live._recover import clear_writer_flags, lookup3, missing_bytes, writer_flags
 
 
 def superblock(path):
@@ -54,3 +54,24 @@ def test_old_superblocks_and_other_files_are_left_alone(tmp_path):
     (tmp_path / "text.h5").write_text("not HDF5")
     with pytest.raises(ValueError, match="does not start with an HDF5 superblock"):
         clear_writer_flags(tmp_path / "text.h5")
+
+
+def test_missing_bytes_of_a_closed_file_cut_short(tmp_path):
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f["data"] = np.zeros(100_000, dtype="uint8")
+    assert missing_bytes(path) == 0
+    size = path.stat().st_size
+    with open(path, "r+b") as raw:
+        raw.truncate(size - 1000)
+    assert missing_bytes(path) == 1000
+
+
+def test_missing_bytes_cannot_judge_a_file_a_writer_has_open(tmp_path):
+    path = tmp_path / "live.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f["data"] = np.zeros(100_000, dtype="uint8")
+        f.swmr_mode = True
+        f.flush()
+        assert writer_flags(path) != 0
+        assert missing_bytes(path) == 0

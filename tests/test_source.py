@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -259,3 +260,18 @@ def test_retry_log_names_the_file(tmp_path, caplog):
         open_source(tmp_path / "x.h5", timeout_s=0.1, clock=clock, sleep=clock.sleep)
     assert "cannot open" in caplog.text
     assert "x.h5" in caplog.text
+
+
+def test_a_truncated_source_is_reported_not_read_forever(simulated_writer, tmp_path):
+    # A SWMR reader skips HDF5's end-of-file check (a live file grows) and HDF5 retries reads
+    # past the end without end: a closed file cut short must be refused at open.
+    writer = simulated_writer(scan_shape=(50,), frame_shape=(32, 32))
+    writer.run()
+    writer.close()
+    whole = Path(writer.path).read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(SourceNotReadyError, match=r"'.*cut\.h5' is truncated: .* ends \d+ bytes"):
+        open_source(cut, timeout_s=0)
+    with open_source(writer.path, timeout_s=0) as f:  # the whole file opens
+        assert f["/entry/data/data"].shape[0] == 50

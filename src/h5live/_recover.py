@@ -21,7 +21,7 @@ import os
 import struct
 from pathlib import Path
 
-__all__ = ["clear_writer_flags", "lookup3", "writer_flags"]
+__all__ = ["clear_writer_flags", "lookup3", "missing_bytes", "writer_flags"]
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 EOF_INCREMENT = 1 << 20  # h5clear -i's default
@@ -89,6 +89,29 @@ def writer_flags(path: str | os.PathLike[str]) -> int:
     if _superblock(head, Path(path)) is None:
         return 0
     return head[11]
+
+
+def missing_bytes(path: str | os.PathLike[str]) -> int:
+    """How many bytes a closed file lacks: the end-of-file address its superblock records past
+    the file's size (0 for a whole file, a v0/v1 superblock, or a file a writer has open).
+
+    A SWMR reader does not check this (a live file grows), and HDF5 retries a read past the end
+    without end, so a truncated source would hang its reader: only a file no writer has open
+    (its writer flags clear; HDF5 sets its size to that address when it closes) can be judged.
+    """
+    with open(path, "rb") as raw:
+        head = raw.read(128)
+        size = os.fstat(raw.fileno()).st_size
+    try:
+        layout = _superblock(head, Path(path))
+    except ValueError:
+        return 0
+    if layout is None or head[11] != 0:
+        return 0
+    size_of_offsets = layout[0]
+    eof_at = 12 + 2 * size_of_offsets  # base address, extension address, end of file
+    end = int.from_bytes(head[eof_at : eof_at + size_of_offsets], "little")
+    return max(end - size, 0)
 
 
 def clear_writer_flags(path: str | os.PathLike[str]) -> bool:

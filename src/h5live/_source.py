@@ -14,12 +14,14 @@ import logging
 import math
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import h5py
 
+from h5live._recover import missing_bytes
 from h5live._virtual import is_virtual, load_source_filters, missing_sources
 from h5live.errors import (
     DatasetNotFoundError,
@@ -156,8 +158,28 @@ def retry_until(
             delay = min(delay * 2, 0.25)
 
 
+class _SourceFile(h5py.File):  # type: ignore[misc]
+    """A source opened by h5live: closing it also closes the datasets h5live reached through
+    its external links. Those live in other files and outlive the master's ``close()``; a
+    second handle on one of them, from the next follower of the same master, would then make
+    refreshes read wrong data (see ``h5live._handles``)."""
+
+    def close(self) -> None:
+        for ref in self.__dict__.pop("_h5live_linked", ()):
+            linked = ref()
+            if linked is not None and linked.id.valid:
+                linked.id.close()
+        super().close()
+
+
+def _remember_linked(file: Any, dataset: Any) -> None:
+    """Have a :class:`_SourceFile` close ``dataset`` with it, if it lives in another file."""
+    if isinstance(file, _SourceFile) and dataset.file.id != file.id:
+        file.__dict__.setdefault("_h5live_linked", []).append(weakref.ref(dataset))
+
+
 def _open_once(path: str) -> Any:
-    return h5py.File(path, "r", libver="latest", swmr=True)
+    return _SourceFile(path, "r", libver="latest", swmr=True)
 
 
 def _explain_open_failure(path: str, exc: OSError, waited_s: float) -> str:
@@ -228,7 +250,7 @@ def open_source(
     name = os.fspath(path)
     start = clock()
     try:
-        return retry_until(
+        file = retry_until(
             lambda: _open_once(name),
             timeout_s=timeout_s,
             retry_on=(OSError,),
@@ -238,6 +260,15 @@ def open_source(
         )
     except OSError as exc:
         raise SourceNotReadyError(_explain_open_failure(name, exc, clock() - start)) from exc
+    lacking = missing_bytes(name)
+    if lacking:
+        file.close()
+        raise SourceNotReadyError(
+            f"{name!r} is truncated: no writer has it open, and it ends {lacking} bytes before "
+            "the end its header records, so its last frames are gone (a copy or transfer cut "
+            "short, a full disk). Fix: copy it again whole; h5clear cannot restore the bytes."
+        )
+    return file
 
 
 def _nearby(file: Any, path: str) -> list[str]:
@@ -329,6 +360,7 @@ def _resolve(file: Any, path: str, role: str) -> Any:
         ) from exc
     if isinstance(found, h5py.Dataset):
         setattr(found, _PATH_ATTRIBUTE, _absolute(path))
+        _remember_linked(file, found)
         check_virtual_sources(found, _absolute(path), role, filename)
     return found
 
@@ -561,6 +593,7 @@ def walk_datasets(file: Any, *, max_depth: int = 32) -> Iterator[tuple[str, Any]
             seen.add(identity)
             if isinstance(obj, h5py.Dataset):
                 setattr(obj, _PATH_ATTRIBUTE, path)
+                _remember_linked(file, obj)
                 yield path, obj
             elif isinstance(obj, h5py.Group) and depth < max_depth:
                 yield from walk(obj, path, depth + 1)
