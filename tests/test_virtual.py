@@ -7,13 +7,14 @@ Live acquisitions (one writer process per file) are in test_multifile.py.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from h5live import DataSource, FrameReader, KeyFollower, copy_live
+from h5live import DataSource, FrameReader, KeyFollower, LiveDataChunkIterator, copy_live
 from h5live._copy import data_datasets
 from h5live._passthrough import passthrough_refusal
 from h5live._source import is_unallocated_contiguous, source_path, walk_datasets
@@ -259,3 +260,26 @@ def test_a_data_source_over_a_vds_with_missing_sources_is_refused_at_once(tmp_pa
     missing = pytest.raises(SourceNotReadyError, match=r"scan_000002\.h5' does not exist")
     with h5py.File(path, "r", libver="latest", swmr=True) as f, missing:
         DataSource([f[config.key_paths[0]]], {"data": f[config.data_paths[0]]}, timeout=1)
+
+
+def test_an_iterator_over_a_linked_dataset_pickles_the_masters_paths(master):
+    path, config = master
+    data = config.data_paths[-1]
+    with LiveDataChunkIterator(path, data, chunk_shape=(4, *FRAME), timeout=5) as ours:
+        blob = pickle.dumps(ours)
+        assert ours._to_dict()["dataset_path"] == data
+        assert ours._to_dict()["key_paths"] == config.key_paths
+    with pickle.loads(blob) as copy:
+        frames = np.concatenate([chunk.data for chunk in copy])
+    np.testing.assert_array_equal(frames, expected(config, len(config.data_paths) - 1))
+
+
+def test_a_closed_follower_of_a_links_master_leaves_no_handle_open(tmp_path):
+    path = tmp_path / "scan.h5"
+    write_acquisition(path, files=2, layout="links", scan_shape=(N,), frame_shape=FRAME)
+    first = KeyFollower.from_path(path, timeout=5)
+    assert list(first) == list(range(N))
+    first.close()  # its key datasets live in the detector files: closed with the master
+    assert not any(key.id.valid for key in first.key_datasets)
+    with KeyFollower.from_path(path, timeout=5) as second:  # refreshes: no second handle
+        assert list(second) == list(range(N))
