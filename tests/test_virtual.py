@@ -14,7 +14,14 @@ import h5py
 import numpy as np
 import pytest
 
-from h5live import DataSource, FrameReader, KeyFollower, LiveDataChunkIterator, copy_live
+from h5live import (
+    DataSource,
+    FrameReader,
+    KeyFollower,
+    LiveDataChunkIterator,
+    copy_live,
+    sum_frames,
+)
 from h5live._copy import data_datasets
 from h5live._passthrough import passthrough_refusal
 from h5live._source import is_unallocated_contiguous, source_path, walk_datasets
@@ -283,3 +290,16 @@ def test_a_closed_follower_of_a_links_master_leaves_no_handle_open(tmp_path):
     assert not any(key.id.valid for key in first.key_datasets)
     with KeyFollower.from_path(path, timeout=5) as second:  # refreshes: no second handle
         assert list(second) == list(range(N))
+
+
+def test_stages_on_a_linked_dataset_are_named_by_the_masters_path(tmp_path):
+    path = tmp_path / "scan.h5"
+    config = write_acquisition(path, files=2, layout="links", scan_shape=(N,), frame_shape=FRAME)
+    data = config.data_paths[1]
+    result = copy_live(
+        path, tmp_path / "copy.h5", stages={data: [sum_frames()]}, chunk_shape=(8,), timeout=5
+    )
+    assert (result.state, result.frames_complete) == ("complete", N)
+    with h5py.File(tmp_path / "copy.h5", "r") as copy:
+        sums = expected(config, 1).reshape(N, -1).sum(axis=1)
+        np.testing.assert_array_equal(copy[data][()], sums)

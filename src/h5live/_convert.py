@@ -548,10 +548,10 @@ class Conversion:
         rank = self.follower.scan_rank
         inner = tuple(self.follower.key_datasets[0].shape[1:rank])
         dataset = sources[0]
-        stages = tuple(options.stages.get(dataset.name, ()))
+        stages = tuple(options.stages.get(source_path(dataset), ()))
         frame = StageChain(stages, dataset.shape[rank:], dataset.dtype).frame_shape
         data_shape = (dataset.shape[0], *inner, *frame)
-        where = f"{dataset.name!r} in {self.source_path!r}"
+        where = f"{source_path(dataset)!r} in {self.source_path!r}"
         check_shape_option("chunk_shape", options.chunk_shape, data_shape, rank, where)
         check_shape_option("buffer_shape", options.buffer_shape, data_shape, rank, where)
 
