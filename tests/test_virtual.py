@@ -295,11 +295,11 @@ def test_a_closed_follower_of_a_links_master_leaves_no_handle_open(tmp_path):
 def test_stages_on_a_linked_dataset_are_named_by_the_masters_path(tmp_path):
     path = tmp_path / "scan.h5"
     config = write_acquisition(path, files=2, layout="links", scan_shape=(N,), frame_shape=FRAME)
-    data = config.data_paths[1]
+    data = config.data_paths[0]  # the first live dataset: chunk_shape is its
     result = copy_live(
         path, tmp_path / "copy.h5", stages={data: [sum_frames()]}, chunk_shape=(8,), timeout=5
     )
     assert (result.state, result.frames_complete) == ("complete", N)
     with h5py.File(tmp_path / "copy.h5", "r") as copy:
-        sums = expected(config, 1).reshape(N, -1).sum(axis=1)
+        sums = expected(config, 0).reshape(N, -1).sum(axis=1)
         np.testing.assert_array_equal(copy[data][()], sums)
