@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.h5live-installed
 
-.PHONY: install system-deps demo test test-fast lint typecheck pytest bench clean
+.PHONY: install system-deps demo test test-fast test-peers lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,8 @@ demo: install
 	$(BIN)/h5live demo
 
 lint: install
-	$(BIN)/ruff check src tests tutorials benchmarks
-	$(BIN)/ruff format --check src tests tutorials benchmarks
+	$(BIN)/ruff check src tests tutorials benchmarks peers
+	$(BIN)/ruff format --check src tests tutorials benchmarks peers
 
 typecheck: install
 	$(BIN)/mypy
@@ -36,7 +36,7 @@ typecheck: install
 pytest: install system-deps
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck test-peers pytest
 
 # A quick local loop: everything but the tests that run real writer processes (marker `live`).
 test-fast: install
@@ -44,7 +44,6 @@ test-fast: install
 
 # The owners' own test suites against h5live's drop-ins: swmr_tools 0.9's tests and hdmf's
 # GenericDataChunkIterator tests (sdists fetched with pip into .peers-cache/; see peers/).
-.PHONY: test-peers
 test-peers: install
 	$(BIN)/python peers/run_peers.py
 
@@ -56,4 +55,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_iterator.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .peers-cache

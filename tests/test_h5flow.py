@@ -319,6 +319,8 @@ generator = found(classname="H5LiveGenerator", dset_name="a", data_manager=None,
                   input_filename="scan.h5", chunk_size=4)
 assert (generator.chunk_size, generator.EMPTY) == (4, slice(-1, -1))
 import os
+
+pytestmark = pytest.mark.live  # real writer processes
 os.environ["FAKE_MPI_SIZE"] = "2"
 try:
     found(classname="H5LiveGenerator", dset_name="a", data_manager=None, input_filename="x")

@@ -32,6 +32,8 @@ from h5live import LiveDataChunkIterator
 from h5live.errors import DuplicateHandleError
 from h5live.testing import frame_values
 
+pytestmark = pytest.mark.live  # real writer processes
+
 
 def new_nwbfile() -> NWBFile:
     return NWBFile(

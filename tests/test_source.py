@@ -40,6 +40,7 @@ def test_not_hdf5_is_reported(tmp_path):
         open_source(path, timeout_s=0)
 
 
+@pytest.mark.live
 def test_file_held_by_a_writer_without_swmr_is_reported(tmp_path):
     path = tmp_path / "locked.h5"
     holder = subprocess.Popen(
@@ -238,6 +239,7 @@ def test_contiguous_finished_dataset_found_by_layout_is_skipped_with_a_warning(t
     assert "Following without it" in caplog.text
 
 
+@pytest.mark.live
 def test_from_path_waits_for_a_writer_that_starts_late(tmp_path):
     path = tmp_path / "late.h5"
     process = WriterProcess(path, scan_shape=(30,), frame_rate_hz=300)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import run_script
+
+pytestmark = pytest.mark.live  # real writer processes
 
 PROGRAM = Path(__file__).parent / "programs" / "swmr_tools_program.py"
 
