@@ -16,6 +16,8 @@ from h5live import sum_frames
 from h5live.h5flow import H5FLOW_AVAILABLE, H5LiveGenerator
 from h5live.testing import frame_values
 
+pytestmark = pytest.mark.live  # real writer processes
+
 
 class DataManager:
     """The part of h5flow's H5FlowDataManager a generator uses, on a real HDF5 file, recording
@@ -319,8 +321,6 @@ generator = found(classname="H5LiveGenerator", dset_name="a", data_manager=None,
                   input_filename="scan.h5", chunk_size=4)
 assert (generator.chunk_size, generator.EMPTY) == (4, slice(-1, -1))
 import os
-
-pytestmark = pytest.mark.live  # real writer processes
 os.environ["FAKE_MPI_SIZE"] = "2"
 try:
     found(classname="H5LiveGenerator", dset_name="a", data_manager=None, input_filename="x")
