@@ -236,7 +236,7 @@ def check_shape_option(
     if (
         len(shape) == len(size)
         and all(n >= 1 for n in shape)
-        and all(n <= d for n, d in zip(shape[1:], size[1:]))
+        and all(n <= d for n, d in zip(shape[1:], size[1:], strict=True))
     ):
         return
     scan, frame = size[:rank], size[rank:]
