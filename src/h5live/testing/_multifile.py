@@ -33,7 +33,6 @@ import dataclasses
 import json
 import math
 import os
-import select
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ import h5py
 import numpy as np
 
 from h5live._closing import ClosingContext
-from h5live.testing._process import WriterProcess
+from h5live.testing._process import WriterProcess, read_line
 from h5live.testing._writer import SimulatedWriter, WriterConfig
 
 __all__ = [
@@ -379,18 +378,8 @@ class _MasterProcess(ClosingContext):
         self._proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._stderr_file, bufsize=0
         )
-        fd = self._proc.stdout.fileno() if self._proc.stdout is not None else -1
-        deadline = time.monotonic() + ready_timeout_s
-        line = b""
-        while not line.endswith(b"\n"):  # byte by byte: nothing after READY is lost
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                break
-            byte = os.read(fd, 1)
-            if not byte:
-                break
-            line += byte
-        if line.strip() != b"READY":
+        line = read_line(self._proc, ready_timeout_s)
+        if line.strip() != "READY":
             self.close()
             raise RuntimeError(
                 f"the master writer of {self.path!r} did not start (got {line!r}): {self.stderr}"

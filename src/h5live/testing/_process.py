@@ -23,6 +23,25 @@ from h5live.testing._writer import CRASH_EXIT_CODE, SimulatedWriter, WriterConfi
 __all__ = ["ProcessGroup", "WriterProcess", "main"]
 
 
+def read_line(process: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """One line of a child's stdout (``bufsize=0``), read byte by byte so that nothing after it
+    is buffered here and lost to a later ``communicate()``; what came if it timed out."""
+    if process.stdout is None:
+        raise RuntimeError("the process has no stdout pipe")
+    fd = process.stdout.fileno()
+    deadline = time.monotonic() + timeout_s
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode(errors="replace")
+
+
 class WriterProcess(ClosingContext):
     """A :class:`SimulatedWriter` running its whole acquisition in another process.
 
@@ -61,24 +80,6 @@ class WriterProcess(ClosingContext):
         """Exit code, once the process has ended."""
         return None if self._proc is None else self._proc.poll()
 
-    def _read_line(self, timeout_s: float) -> str:
-        """One line of the child's stdout, read byte by byte so that nothing after it is
-        buffered here and lost to :meth:`wait`."""
-        if self._proc is None or self._proc.stdout is None:
-            raise RuntimeError("the writer process is not started")
-        fd = self._proc.stdout.fileno()
-        deadline = time.monotonic() + timeout_s
-        line = b""
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                break
-            byte = os.read(fd, 1)
-            if not byte:
-                break
-            line += byte
-        return line.decode(errors="replace")
-
     def start(self, *, ready_timeout_s: float = 60.0) -> WriterProcess:
         """Start the writer and return once its file is in SWMR mode.
 
@@ -97,7 +98,7 @@ class WriterProcess(ClosingContext):
             stderr=self._stderr_file,
             bufsize=0,
         )
-        line = self._read_line(ready_timeout_s)
+        line = read_line(self._proc, ready_timeout_s)
         if line.strip() != "READY":
             self.kill()
             raise RuntimeError(
