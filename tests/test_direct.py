@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from h5live import _codecs, _direct
 from h5live._direct import DirectChunkReader, direct_chunk_reader, fletcher32
 from h5live.errors import DirectChunkError, H5LiveError
-from h5live.testing import frame_values
+from h5live.testing import frame_values, wait_for_progress
 
 LOGGER = "h5live._direct"
 
@@ -632,8 +631,9 @@ def test_swmr_reader_decodes_chunks_a_writer_process_writes(writer_process):
         assert reader is not None
         process.go()
         seen = 0
-        deadline = time.monotonic() + 60
-        while seen < 60 and time.monotonic() < deadline:
+
+        def decode_new_frames() -> int:
+            nonlocal seen
             dataset.refresh()
             while seen < dataset.shape[0]:
                 frame = reader.read((seen, 0, 0))
@@ -641,7 +641,9 @@ def test_swmr_reader_decodes_chunks_a_writer_process_writes(writer_process):
                     break
                 np.testing.assert_array_equal(frame[0], frame_values(seen, (16, 24), "uint16"))
                 seen += 1
-            time.sleep(0.001)
+            return seen
+
+        wait_for_progress(decode_new_frames, 60, what="frames decoded live", poll_s=0.001)
     assert process.wait() == 0
     assert seen == 60
 
