@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.h5live-installed
 
-.PHONY: install system-deps demo test test-fast test-peers lint typecheck pytest bench clean
+.PHONY: install system-deps demo test test-fast test-peers lint typecheck pytest bench docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,5 +54,16 @@ bench: install
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_iterator.py
 
+# The documentation, docs/_build/html/index.html: installs the docs extra (Sphinx, MyST,
+# sphinx-gallery, the theme, Jupyter's kernel) and executes every tutorial into the gallery.
+DOCS_STAMP := $(VENV)/.h5live-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis .peers-cache
+	rm -rf $(VENV) build dist docs/_build docs/tutorials docs/sg_execution_times.rst .pytest_cache .mypy_cache .ruff_cache .hypothesis .peers-cache
