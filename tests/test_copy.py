@@ -121,11 +121,14 @@ def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_p
 
 
 def test_h5live_follows_the_copy_while_it_is_written(writer_process, converter, tmp_path):
-    process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
+    process = writer_process(
+        scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=(0, 300)
+    )
     copier = converter(process.path, tmp_path / "copy.h5", "--max-latency", "0.05", *SMALL)
-    process.go()
+    process.go()  # the writer pauses again before frame 300
     with KeyFollower.from_path(tmp_path / "copy.h5", timeout=10) as follower:
-        assert follower.poll() < 599  # it is mid-copy
+        assert follower.poll() < 300  # it is mid-copy
+        process.go()
         frames = list(follower)
         assert follower.stop_reason == "finished"
         data = follower.key_datasets[0].file[DATA]
@@ -138,12 +141,15 @@ def test_h5live_follows_the_copy_while_it_is_written(writer_process, converter, 
 
 
 def test_swmr_tools_follows_the_copy_while_it_is_written(writer_process, converter, tmp_path):
-    process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
+    process = writer_process(
+        scan_shape=(600,), frame_shape=(4,), frame_rate_hz=400, hold_at=(0, 300)
+    )
     copier = converter(process.path, tmp_path / "copy.h5", "--max-latency", "0.05", *SMALL)
-    process.go()
+    process.go()  # the writer pauses again before frame 300
     wait_for_frames(tmp_path / "copy.h5", 1, copier)  # swmr_tools cannot follow keys of length 0
     with h5py.File(tmp_path / "copy.h5", "r", libver="latest", swmr=True) as f:
-        assert f["/entry/h5live/frames_complete"][()] < 600  # it is mid-copy
+        assert f["/entry/h5live/frames_complete"][()] <= 300  # it is mid-copy
+        process.go()
         source = swmr_tools.DataSource(
             [f["/entry/keys/key_0"]],
             {DATA: f[DATA]},
@@ -161,15 +167,18 @@ def test_swmr_tools_follows_the_copy_while_it_is_written(writer_process, convert
 def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(
     writer_process, converter, tmp_path
 ):
-    process = writer_process(scan_shape=(800,), frame_shape=(4,), frame_rate_hz=800, hold_at=0)
+    process = writer_process(
+        scan_shape=(800,), frame_shape=(4,), frame_rate_hz=800, hold_at=(0, 400)
+    )
     copy = tmp_path / "copy.h5"
     copier = converter(process.path, copy, "--max-latency", "0.02", "--chunk-shape", "8", "4")
-    process.go()
+    process.go()  # the writer pauses again before frame 400
     wait_for_frames(copy, 100, copier)
     copier.send_signal(signal.SIGKILL)
     ended(copier)
     killed_at = status(copy)["frames"]
-    assert 100 <= killed_at < 800
+    assert 100 <= killed_at <= 400
+    process.go()
     result = copy_live(process.path, copy, resume=True)
     assert process.wait() == 0
     assert result.resumed_from == killed_at // 8 * 8  # from the last whole chunk row
@@ -229,18 +238,21 @@ def test_a_copy_resumes_while_readers_follow_it(writer_process, converter, spawn
 def test_ctrl_c_marks_the_output_interrupted_and_it_resumes(
     writer_process, converter, tmp_path, stop, code
 ):
-    process = writer_process(scan_shape=(600,), frame_shape=(4,), frame_rate_hz=300, hold_at=0)
+    process = writer_process(
+        scan_shape=(600,), frame_shape=(4,), frame_rate_hz=300, hold_at=(0, 300)
+    )
     copy = tmp_path / "copy.h5"
     copier = converter(process.path, copy, "--max-latency", "0.02", *SMALL)
-    process.go()
+    process.go()  # the writer pauses again before frame 300
     wait_for_frames(copy, 50, copier)
     copier.send_signal(stop)  # Ctrl-C, or a job scheduler's SIGTERM
     exit_code, err = ended(copier)
     assert exit_code == code, err
     interrupted = status(copy)
     assert (interrupted["state"], interrupted["finished"]) == ("interrupted", 0)
-    assert interrupted["keys"] == interrupted["frames"] < 600
+    assert interrupted["keys"] == interrupted["frames"] <= 300
     assert interrupted["data"] == interrupted["frames"]  # no rows beyond the complete frames
+    process.go()
     resumed, err = ended(converter(process.path, copy, "--resume"))
     assert resumed == 0, err
     assert process.wait() == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import logging
 import math
@@ -518,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``h5live`` command; return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        # `kill -USR1 PID` prints where a running h5live is (every thread's stack) on stderr
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for stopper in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

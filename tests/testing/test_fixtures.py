@@ -117,3 +117,22 @@ def test_unreadable_counts_are_not_progress_yet(fake_clock: FakeClock):
         wait_for_progress(
             missing, 1, what="frames", stall_s=2, poll_s=1, clock=fake_clock, sleep=fake_clock.sleep
         )
+
+
+@pytest.mark.live
+def test_a_stalled_h5live_process_is_asked_where_it_is(writer_process, spawn):
+    # The writer never goes past its first hold: `h5live follow` waits, and the wait stalls.
+    writer = writer_process(scan_shape=(10,), frame_shape=(2,), hold_at=0)
+    follower = spawn(
+        [sys.executable, "-m", "h5live", "follow", writer.path, "--timeout", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with pytest.raises(StallError) as stalled:
+        wait_for_progress(lambda: 0, 1, what="frames followed", process=follower, stall_s=2)
+    message = str(stalled.value)
+    assert "frames followed stalled: 0 of 1, no progress for 2 s; where its process was:" in message
+    assert "most recent call first" in message  # its stacks, from faulthandler
+    assert "_follow.py" in message
+    assert follower.poll() is not None  # and it was ended

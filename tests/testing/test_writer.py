@@ -15,6 +15,7 @@ from h5live.testing import (
     WriterConfig,
     WriterProcess,
     frame_values,
+    wait_for_progress,
 )
 
 
@@ -225,3 +226,22 @@ def test_repr(simulated_writer, tmp_path):
     writer.append(2)
     assert repr(writer) == "<SimulatedWriter 'scan.h5' written=2 keyed=0/5>"
     assert repr(WriterProcess(tmp_path / "p.h5")) == "<WriterProcess 'p.h5' not started>"
+
+
+@pytest.mark.live
+def test_a_writer_process_pauses_at_each_hold_point(writer_process):
+    process = writer_process(scan_shape=(30,), frame_shape=(2,), hold_at=(10, 0, 20))
+    with h5py.File(process.path, "r", libver="latest", swmr=True) as f:
+        keys = f["/entry/keys/key_0"]
+
+        def keyed() -> int:
+            keys.refresh()
+            return int(np.count_nonzero(keys[...]))
+
+        assert keyed() == 0
+        for point in (10, 20):
+            process.go()
+            assert wait_for_progress(keyed, point, what="frames keyed") == point
+            assert keyed() == point  # it waits there for the next go
+    assert process.wait() == 0  # the last go is sent by wait
+    assert process.summary["frames"] == 30

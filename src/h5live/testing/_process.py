@@ -133,7 +133,7 @@ class WriterProcess(ClosingContext):
         """
         if self._proc is None:
             raise RuntimeError("the writer process is not started")
-        go = b"go\n" if self.config.hold_at is not None else None
+        go = b"go\n" * len(self.config.hold_points) or None
         out, _ = self._proc.communicate(input=go, timeout=timeout_s)
         lines = [line for line in out.decode().splitlines() if line.startswith("{")]
         if lines:

@@ -9,6 +9,7 @@ all. :func:`wait_for_progress` therefore fails only when the count has not moved
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -35,6 +36,17 @@ def _ended(process: subprocess.Popen[Any]) -> str:
     parts = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
     command = " ".join(os.fsdecode(part) for part in parts)
     return f"{command!r} ended with exit code {process.returncode}: {str(err or '').strip()}"
+
+
+def _stacks(process: subprocess.Popen[Any]) -> str:
+    """Ask a stalled process where it is (``h5live`` prints its threads' stacks on SIGUSR1),
+    then end it, and return what it said on a piped stderr."""
+    if process.poll() is None and hasattr(signal, "SIGUSR1"):
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)  # let it write its stacks
+    if process.poll() is None:
+        process.kill()
+    return _ended(process)
 
 
 def wait_for_progress(
@@ -91,8 +103,8 @@ def wait_for_progress(
             assert process is not None
             raise StallError(f"{what}: {last} of {target} when {_ended(process)}")
         if clock() - moved > stall_s:
+            where = "" if process is None else f"; where its process was: {_stacks(process)}"
             raise StallError(
-                f"{what} stalled: {last} of {target}, no progress for {stall_s:g} s"
-                + ("" if process is None else f" (its process {process.pid} still runs)")
+                f"{what} stalled: {last} of {target}, no progress for {stall_s:g} s{where}"
             )
         sleep(poll_s)

@@ -92,7 +92,9 @@ class WriterConfig:
         Append this many size-1 dims to the key shape (Diamond writes keys as ``(..., 1, 1)``).
     hold_at
         A writer process pauses before writing frame ``hold_at`` (0: before any frame) until
-        :meth:`WriterProcess.go` is called, so that a test can act at a known point.
+        :meth:`WriterProcess.go` is called, so that a test can act at a known point; a tuple
+        of frames pauses before each, one :meth:`WriterProcess.go` each (a test can look at an
+        output mid-write, however slow the machine, without racing the writer).
     key_dtype
         Dtype of the key datasets (``"uint64"`` for the unique ids of Odin's detector files).
     interleave
@@ -131,7 +133,7 @@ class WriterConfig:
     regressions: tuple[tuple[int, int], ...] = ()
     timestamps: bool = False
     key_trailing_ones: int = 0
-    hold_at: int | None = None
+    hold_at: int | tuple[int, ...] | None = None
     key_dtype: str = "i8"
     interleave: tuple[int, int, int] | None = None
     value_offset: int = 0
@@ -203,7 +205,17 @@ class WriterConfig:
             if raw.get(name) is not None:
                 raw[name] = tuple(raw[name])
         raw["regressions"] = tuple(tuple(pair) for pair in raw.get("regressions", ()))
+        if isinstance(raw.get("hold_at"), list):
+            raw["hold_at"] = tuple(raw["hold_at"])
         return cls(**raw)
+
+    @property
+    def hold_points(self) -> tuple[int, ...]:
+        """The frames a writer process pauses before, in order (``hold_at`` as a tuple)."""
+        if self.hold_at is None:
+            return ()
+        points = (self.hold_at,) if isinstance(self.hold_at, int) else self.hold_at
+        return tuple(sorted(points))
 
 
 @functools.lru_cache(maxsize=8)
@@ -490,7 +502,7 @@ class SimulatedWriter(ClosingContext):
         Parameters
         ----------
         on_hold
-            Called once before frame ``hold_at`` is written (a writer process waits there).
+            Called before each frame of ``hold_at`` is written (a writer process waits there).
 
         Returns
         -------
@@ -502,10 +514,10 @@ class SimulatedWriter(ClosingContext):
         total = min([c.n_frames, *(n for n in (c.crash_after, c.stop_after) if n is not None)])
         start = time.perf_counter()
         cpu_start = os.times()
-        held = c.hold_at is None or on_hold is None
+        holds = list(c.hold_points) if on_hold is not None else []
         while self.frames_keyed < total:
-            if on_hold is not None and not held and self.frames_keyed >= (c.hold_at or 0):
-                held = True
+            if on_hold is not None and holds and self.frames_keyed >= holds[0]:
+                holds.pop(0)
                 on_hold()
                 done = c.interleaved_index(self.frames_keyed)
                 start = time.perf_counter() - done / (c.frame_rate_hz or math.inf)
@@ -516,8 +528,8 @@ class SimulatedWriter(ClosingContext):
                 if delay > 0:
                     time.sleep(delay)
             batch = min(c.flush_every, total - self.frames_keyed)
-            if not held:
-                batch = min(batch, (c.hold_at or 0) - self.frames_keyed)
+            if holds:
+                batch = min(batch, holds[0] - self.frames_keyed)
             self.append(batch)
             self.flush_keys()
         crashed = c.crash_after is not None and c.crash_after == total < c.n_frames
