@@ -41,7 +41,7 @@ def test_not_hdf5_is_reported(tmp_path):
 
 
 @pytest.mark.live
-def test_file_held_by_a_writer_without_swmr_is_reported(tmp_path):
+def test_file_held_by_a_writer_without_swmr_is_reported(tmp_path, caplog):
     path = tmp_path / "locked.h5"
     holder = subprocess.Popen(
         [
@@ -60,6 +60,10 @@ def test_file_held_by_a_writer_without_swmr_is_reported(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SourceNotReadyError, match=r"locked by a writer.*swmr_mode = True"):
             open_source(path, timeout_s=0.2)
+        # the retry line says it in words, not in HDF5's error stack
+        [retry] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "locked by its writer, which has not switched SWMR mode on yet" in retry
+        assert "Errno" not in retry
     finally:
         holder.communicate("\n")
 

@@ -115,6 +115,7 @@ def retry_until(
     timeout_s: float,
     retry_on: tuple[type[BaseException], ...],
     what: str,
+    describe: Callable[[BaseException], str] = str,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
 ) -> T:
@@ -134,6 +135,8 @@ def retry_until(
         Exception types that mean "not ready yet"; anything else propagates at once.
     what
         A few words for the log line, e.g. ``"open 'scan.h5'"``.
+    describe
+        Why an attempt failed, in a few words for the log line (default: the error's text).
     clock, sleep
         Time functions, injectable for tests.
 
@@ -153,7 +156,9 @@ def retry_until(
             if remaining <= 0:
                 raise
             level = logging.WARNING if attempt == 1 else logging.DEBUG
-            logger.log(level, "cannot %s yet (%s); retrying for %.1f s", what, exc, remaining)
+            logger.log(
+                level, "cannot %s yet (%s); retrying for %.1f s", what, describe(exc), remaining
+            )
             sleep(min(delay, remaining))
             delay = min(delay * 2, 0.25)
 
@@ -180,6 +185,18 @@ def _remember_linked(file: Any, dataset: Any) -> None:
 
 def _open_once(path: str) -> Any:
     return _SourceFile(path, "r", libver="latest", swmr=True)
+
+
+def _open_failure_reason(exc: BaseException) -> str:
+    """Why a source did not open yet, in a few words for the retry line."""
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT:
+        return "no file there yet"
+    if isinstance(exc, BlockingIOError) or "unable to lock file" in text:
+        return "locked by its writer, which has not switched SWMR mode on yet"
+    if "file signature not found" in text:
+        return "no HDF5 header yet"
+    return text
 
 
 def _explain_open_failure(path: str, exc: OSError, waited_s: float) -> str:
@@ -255,6 +272,7 @@ def open_source(
             timeout_s=timeout_s,
             retry_on=(OSError,),
             what=f"open {name!r}",
+            describe=_open_failure_reason,
             clock=clock,
             sleep=sleep,
         )
