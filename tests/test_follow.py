@@ -942,3 +942,23 @@ def test_completed_at_is_the_clock_time_of_the_poll_that_saw_the_frame(
     follower.poll()
     assert [follower.completed_at(i) for i in (0, 4, 5, 9)] == [seen, seen, seen + 2, seen + 2]
     assert follower.completed_at(10) is None
+
+
+def test_complete_since_is_the_read_before_the_one_that_saw_the_frame(simulated_writer, fake_clock):
+    # A consumer that does not poll for a while must not think frames complete later than
+    # they may have been: the latency bound counts from the read before.
+    writer = simulated_writer(scan_shape=(20,))
+    follower = KeyFollower(writer.keys, 1.0, clock=fake_clock, sleep=fake_clock.sleep)
+    write(writer, 5)
+    follower.poll()
+    first = fake_clock()
+    fake_clock.sleep(1.0)
+    follower.poll()  # nothing new
+    idle = fake_clock()
+    write(writer, 5)
+    fake_clock.sleep(2.0)
+    follower.poll()
+    assert follower.complete_since(0) == first  # complete at the first read: its time
+    assert follower.complete_since(7) == idle  # may have completed right after that read
+    assert follower.completed_at(7) == idle + 2.0
+    assert follower.complete_since(10) is None

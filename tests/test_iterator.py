@@ -379,22 +379,22 @@ def test_known_length_buffers_come_as_soon_as_their_frames_are_complete(writer_p
 
 
 @pytest.mark.live
-def test_max_latency_releases_whole_chunks_before_the_buffer_is_full(writer_process):
-    # One buffer of 100 frames; the writer holds after 23. Whole chunks of the complete frames
-    # (0..19) must come while it holds (without the latency bound next() would block until the
-    # 30 s idle timeout and then give the 23 frames unaligned).
+def test_max_latency_releases_every_complete_frame_before_its_chunk_is_full(writer_process):
+    # One buffer of 100 frames in chunks of 50; the writer holds after 23. Every complete frame
+    # (0..22) must come while it holds, inside the first chunk (without the latency bound
+    # next() would block until the 30 s idle timeout).
     process = writer_process(scan_shape=(100,), frame_shape=(2,), hold_at=23)
     with LiveDataChunkIterator(
         process.path,
         "/entry/data/data",
-        chunk_shape=(5, 2),
+        chunk_shape=(50, 2),
         buffer_shape=(100, 2),
         max_latency_s=0.05,
         timeout=30,
     ) as it:
         assert it.follower.wait_for(22, timeout_s=60)
         first = next(it)
-        assert first.selection == (slice(0, 20), slice(0, 2))
+        assert first.selection == (slice(0, 23), slice(0, 2))
         assert it.follower.current_max == 22  # released while the writer held
         process.go()
         rest = list(it)
@@ -404,7 +404,6 @@ def test_max_latency_releases_whole_chunks_before_the_buffer_is_full(writer_proc
     edges = [(c.selection[0].start, c.selection[0].stop) for c in chunks]
     assert [a for a, _ in edges[1:]] == [b for _, b in edges[:-1]]  # in order, no gap or overlap
     assert edges[-1][1] == 100
-    assert all(a % 5 == 0 and (b % 5 == 0 or b == 100) for a, b in edges)
     frames = np.concatenate([c.data for c in chunks])
     np.testing.assert_array_equal(
         frames, np.stack([frame_values(i, (2,), "uint16") for i in range(100)])
@@ -412,14 +411,14 @@ def test_max_latency_releases_whole_chunks_before_the_buffer_is_full(writer_proc
 
 
 @pytest.mark.live
-def test_max_latency_on_a_grid_releases_whole_rows_of_chunks(writer_process):
-    # 10 rows of 4 points, chunks of one row, one buffer of 8 rows; the writer holds inside
-    # row 3 (frame 14): rows 0-2 are released, never part of row 3.
+def test_max_latency_on_a_grid_releases_whole_scan_rows(writer_process):
+    # 10 rows of 4 points, chunks of 4 rows, one buffer of 8 rows; the writer holds inside
+    # row 3 (frame 14): rows 0-2 are released (part of the first chunk), never part of row 3.
     process = writer_process(scan_shape=(10, 4), frame_shape=(3,), hold_at=14)
     with LiveDataChunkIterator(
         process.path,
         "/entry/data/data",
-        chunk_shape=(1, 4, 3),
+        chunk_shape=(4, 4, 3),
         buffer_shape=(8, 4, 3),
         max_latency_s=0.05,
         timeout=30,
@@ -434,6 +433,19 @@ def test_max_latency_on_a_grid_releases_whole_rows_of_chunks(writer_process):
     np.testing.assert_array_equal(
         data, np.stack([frame_values(i, (3,), "uint16") for i in range(40)])
     )
+
+
+@pytest.mark.live
+def test_without_max_latency_selections_stay_on_chunk_boundaries(writer_process):
+    process = writer_process(scan_shape=(100,), frame_shape=(2,), frame_rate_hz=2000, hold_at=0)
+    process.go()
+    with LiveDataChunkIterator(
+        process.path, "/entry/data/data", chunk_shape=(8, 2), buffer_shape=(24, 2), timeout=30
+    ) as it:
+        edges = [(c.selection[0].start, c.selection[0].stop) for c in it]
+    assert process.wait() == 0
+    assert all(a % 8 == 0 and (b % 8 == 0 or b == 100) for a, b in edges)
+    assert edges[-1][1] == 100
 
 
 def test_max_latency_must_be_a_finite_number_of_seconds(tmp_path):
@@ -527,8 +539,7 @@ def test_max_latency_holds_against_a_writer_that_never_pauses(simulated_writer, 
     assert 2.5 <= released <= 2.5 + 0.01  # the latency, plus a few polls
     rows = first.selection[0]
     assert rows.start == 0
-    assert rows.stop % 10 == 0  # whole chunks
-    assert 900 <= rows.stop <= 1020  # the frames complete by then, down to a whole chunk
+    assert 990 <= rows.stop <= 1020  # the frames complete by then, inside a chunk
     np.testing.assert_array_equal(
         first.data, np.stack([frame_values(i, (2,), "uint16") for i in range(rows.stop)])
     )

@@ -585,9 +585,9 @@ class Conversion:
                 buffer_rows = None
                 if chunk_rows is not None:
                     rows = chunk_rows[k]
-                    if iterators and iterators[0].final_rows is not None:
-                        # chunks made while the length was unknown may exceed it
-                        rows = min(rows, iterators[0].final_rows)
+                    final = iterators[0].final_rows if iterators else self._final_rows()
+                    if final is not None:  # chunks made while the length was unknown
+                        rows = max(1, min(rows, final))  # may exceed it
                     if iterators:
                         buffer_rows = max(rows, iterators[0].buffer_shape[0] // rows * rows)
                 else:
@@ -614,10 +614,23 @@ class Conversion:
                     **shapes,
                 )
             )
-        for iterator in iterators[1:]:  # small datasets keep the first's pace
-            iterator.release_rows = math.gcd(iterator.release_rows, iterators[0].release_rows)
         self.iterators = iterators
         return iterators
+
+    def _final_rows(self) -> int | None:
+        """The length of the scan's first axis if it is known now (fixed keys, or a source
+        that has finished), else None."""
+        rank = self.follower.scan_rank
+        keys = self.follower.key_datasets[0]
+        if rank and all(n is not None for n in keys.maxshape[:rank]):
+            return int(keys.maxshape[0])
+        if self.follower.stop_reason is None:
+            self.follower.poll()
+            self.follower.poll()  # the flag is read on a poll that finds nothing new
+        if self.follower.stop_reason not in ("finished", "complete"):
+            return None
+        per_row = max(math.prod(int(n) for n in keys.shape[1:rank]), 1)
+        return -(-(self.follower.current_max + 1) // per_row)
 
     def create_output(
         self, paths: Sequence[str], source_paths: Sequence[str] | None = None
@@ -653,6 +666,9 @@ class Conversion:
         rows = [int(t.chunks[0]) for t in targets]
         per_row = max(math.prod(output.scan_inner), 1)
         complete = min(output.frames_complete, frames_keyed(output.keys))
+        for target in targets:  # rows a killed converter had grown to but not marked
+            if target.shape[0] > -(-complete // per_row):
+                target.resize(-(-complete // per_row), axis=0)
         starts = [complete // per_row // r * r for r in rows]  # each its last whole chunk row
         self.start = min(starts) * per_row
         iterators = self.live_iterators(sources, options, rows, starts)

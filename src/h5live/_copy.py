@@ -110,13 +110,16 @@ def _copy_static(source: Any, destination: Any, skip: set[str]) -> None:
 def create_like_hdmf(
     file: Any, path: str, iterator: LiveDataChunkIterator, compression: dict[str, Any]
 ) -> Any:
-    """The destination dataset, made by hdmf from the iterator and the H5DataIO options."""
+    """The destination dataset, made by hdmf from the iterator and the H5DataIO options, with
+    no rows: it grows as frames are written, so that its extent never covers a frame that is
+    not written yet (hdmf would make it as long as the frames complete in the source)."""
     with warnings.catch_warnings():  # plugin filters are what the caller asked for
         warnings.filterwarnings("ignore", "[0-9]+ compression may not be available")
         data_io = H5DataIO(iterator, **compression)
     parent, name = path.rsplit("/", 1)
     group = file.require_group(parent or "/")
-    settings = {"io_settings": dict(data_io.io_settings)}
+    shape = (0, *iterator.recommended_data_shape()[1:])
+    settings = {"io_settings": {**data_io.io_settings, "shape": shape}}
     return HDF5IO.__setup_chunked_dset__(group, name, iterator, options=settings)
 
 

@@ -92,10 +92,11 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def _thinned(moves: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Half as many (frontier, time) moves: each pair merged into the later frontier with the
-    earlier time, so that :meth:`KeyFollower.completed_at` errs early, never late."""
-    merged = [(moves[k + 1][0], moves[k][1]) for k in range(0, len(moves) - 1, 2)]
+def _thinned(moves: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """Half as many (frontier, time, previous poll) moves: each pair merged into the later
+    frontier with the earlier times, so that :meth:`KeyFollower.completed_at` and
+    :meth:`KeyFollower.complete_since` err early, never late."""
+    merged = [(moves[k + 1][0], *moves[k][1:]) for k in range(0, len(moves) - 1, 2)]
     if len(moves) % 2:
         merged.append(moves[-1])
     return merged
@@ -271,8 +272,10 @@ class KeyFollower(ClosingContext):
         self._file: Any | None = None
         self._finished: FinishedFlag | None = None
         self._closed = False
-        # (frontier, clock time) of the polls that moved it, oldest first: see completed_at
-        self._moves: list[tuple[int, float]] = []
+        # (frontier, clock time, time of the poll before) of the polls that moved it, oldest
+        # first: see completed_at and complete_since
+        self._moves: list[tuple[int, float, float]] = []
+        self._last_poll_at: float | None = None
         self.check_datasets()
 
     # ------------------------------------------------------------------ construction helpers
@@ -483,6 +486,8 @@ class KeyFollower(ClosingContext):
         ``final``: the writer is done, so the skip policy passes every gap at once.
         """
         self._polls += 1
+        polled_at = self._clock()
+        before, self._last_poll_at = self._last_poll_at, polled_at
         start = self.current_max + 1
         end = self._complete_run(start)
         if self.policy.gaps == "skip":
@@ -492,7 +497,8 @@ class KeyFollower(ClosingContext):
             logger.debug("frontier %d", self.current_max)
             if len(self._moves) >= 2 * _MOVES_KEPT:
                 self._moves = _thinned(self._moves)
-            self._moves.append((self.current_max, self._clock()))
+            seen = self._clock()
+            self._moves.append((self.current_max, seen, seen if before is None else before))
             return True
         return False
 
@@ -644,8 +650,21 @@ class KeyFollower(ClosingContext):
         """
         if index > self.current_max or not self._moves:
             return None
-        pos = bisect.bisect_left(self._moves, (index, -math.inf))
+        pos = bisect.bisect_left(self._moves, (index, -math.inf, -math.inf))
         return self._moves[min(pos, len(self._moves) - 1)][1]
+
+    def complete_since(self, index: int) -> float | None:
+        """The earliest time frame ``index`` may have been complete, as far as this follower
+        knows: the time of the last key read before the one that saw it (the time of that one
+        for frames complete at the first read); None if not complete yet.
+
+        Never later than the truth, so a latency bound kept from it holds even when nobody
+        polled for a while (a consumer busy writing).
+        """
+        if index > self.current_max or not self._moves:
+            return None
+        pos = bisect.bisect_left(self._moves, (index, -math.inf, -math.inf))
+        return self._moves[min(pos, len(self._moves) - 1)][2]
 
     def _is_skipped(self, index: int) -> bool:
         pos = bisect.bisect_left(self._skipped, index)

@@ -21,6 +21,11 @@ Contract
   walks ``buffer_selection_generator`` and reads in other processes still never reads
   incomplete frames. Pickling (``_to_dict``/``_from_dict``) carries a recipe that reopens the
   file, never an open file.
+- Latency (``max_latency_s``): the complete scan rows at the start of a buffer are released
+  once its oldest complete frame has waited ``max_latency_s`` less the recent cost of a release
+  (reading and writing it: the time until the consumer asks again, at most half the bound), so
+  a selection may end inside a chunk; a chunk is then written in parts. ``None``: buffers are
+  released whole, on chunk boundaries.
 - Stops: once the follower stops (finished, complete, or idle timeout: ``stop_reason``) and
   every complete frame was handed out; ``strict=True`` raises ``FollowTimeout`` on a timeout.
   Frames that never completed are never handed out, so no fill value passes for data.
@@ -207,9 +212,13 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     final_scan_shape
         The scan shape the writer will reach, when it is known but the keys can grow.
     max_latency_s
-        Release complete whole chunk rows (along the first axis) of a buffer once its oldest
-        complete frame has waited this long, without waiting for the rest of the buffer
-        (``None``: whole buffers only). Selections stay on chunk boundaries.
+        Release the complete scan rows (along the first axis: frames of a stack) at the start
+        of a buffer once its oldest complete frame has waited this long, less what the last
+        releases took to read and write (at most half of it), without waiting for the rest of
+        the buffer or of a chunk: a consumer holds every complete frame within about
+        ``max_latency_s`` whatever the frame size and rate, at the cost of writing a chunk
+        that fills slower than that more than once (about chunk fill time / ``max_latency_s``
+        times). ``None``: whole buffers only, on chunk boundaries (each chunk written once).
     start_row
         Hand out rows from this one on (along the first axis; a multiple of the chunk rows),
         e.g. to resume a conversion whose destination already holds the rows before it.
@@ -392,10 +401,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk | None], None] | None = None
         self.frames_done = 0
         self.passthrough: RawChunkCopy | DirectChunkWrite | None = None
-        # Rows released early for the latency bound come in multiples of this (chunk rows: every
-        # chunk written once). A conversion lowers it for small datasets that share a writer's
-        # pace with big ones (timestamps beside frames), whose chunks may then be written twice.
-        self.release_rows = int(self.chunk_shape[0])
+        # How long a release takes to reach the destination after it is chosen (the read, then
+        # the consumer's write, until it asks again): the latency bound releases this much
+        # earlier. A decaying maximum, so that one slow write is remembered for a while.
+        self._release_cost_s = 0.0
+        self._chosen_at: float | None = None
         self.buffer_selection_generator = self._selections()
 
     # ------------------------------------------------------------------ source
@@ -672,29 +682,29 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         """The scan shape, with enough rows for ``block``."""
         return self._scan_shape(max(block[0].stop, 1))
 
-    def _complete_chunk_rows(self, block: Selection) -> int:
-        """Rows of ``block`` from its start, in whole chunk rows, whose frames are all complete
-        (less than the whole block)."""
+    def _complete_scan_rows(self, block: Selection) -> int:
+        """Rows of ``block`` from its start (along the first axis) whose frames are all
+        complete, less than the whole block."""
         start, stop = int(block[0].start), int(block[0].stop)
         inner = max(int(math.prod(self._inner)), 1)
         # Row r of the block is complete when its last frame, r * inner + offset, is.
         offset = _last_frame((slice(0, 1), *block[1:]), self._grid(block))
         rows = (self.follower.current_max - offset) // inner + 1 - start
-        step = self.release_rows
-        return max(0, min(rows, stop - start - 1)) // step * step
+        return max(0, min(rows, stop - start - 1))
 
     def _ready(self, block: Selection) -> tuple[list[Selection], Selection | None, bool]:
         """Wait for ``block``; return the parts to hand out now, what is left of it, and
         whether the follower has stopped (then the parts are the block's complete frames).
 
         Without ``max_latency_s``: the whole block once its last frame is complete. With it:
-        also its first whole chunk rows, once its oldest complete frame has waited that long.
+        also its complete rows from the start, once its oldest complete frame has waited
+        ``max_latency_s`` less what a release costs (:meth:`_release_budget`).
         """
         last = _last_frame(block, self._grid(block))
         latency = self._options["max_latency_s"]
         done = self._wait(last) if latency is None else self._wait_within_latency(block, last)
         if done is None:  # the oldest complete frame waited long enough
-            rows = self._complete_chunk_rows(block)
+            rows = self._complete_scan_rows(block)
             lo, hi = block[0].start, block[0].stop
             return [(slice(lo, lo + rows), *block[1:])], (slice(lo + rows, hi), *block[1:]), False
         if done:
@@ -704,28 +714,32 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _complete_parts(self, block: Selection) -> list[Selection]:
         return prefix_boxes(block, self._grid(block), self.follower.current_max + 1)
 
+    def _release_budget(self) -> float:
+        """How long a complete frame may wait to be released: ``max_latency_s`` less what a
+        release has cost lately (reading it and writing it), but at least half of it."""
+        latency = float(self._options["max_latency_s"])
+        return latency - min(self._release_cost_s, latency / 2)
+
     def _wait_within_latency(self, block: Selection, last: int) -> bool | None:
-        """Like ``_wait(last)``, but None once whole chunk rows of ``block`` are complete and
-        its oldest complete frame has waited ``max_latency_s``."""
-        latency = self._options["max_latency_s"]
+        """Like ``_wait(last)``, but None once whole scan rows of ``block`` are complete and
+        its oldest complete frame has waited its release budget."""
         clock = self.follower.clock
         first = _first_frame(block, self._grid(block))
-        step = self.release_rows
-        first_row = (slice(block[0].start, block[0].start + step), *block[1:])
+        first_row = (slice(block[0].start, block[0].start + 1), *block[1:])
         while True:
             if not self._wait(first):  # the oldest frame of the block
                 return False
-            since = self.follower.completed_at(first)
-            left = (clock() if since is None else since) + latency - clock()
+            since = self.follower.complete_since(first)
+            left = (clock() if since is None else since) + self._release_budget() - clock()
             if left > 0:
                 done = self._wait(last, left)
                 if done is not None:
                     return done
             if self.follower.current_max >= last:
                 return True
-            if self._complete_chunk_rows(block):
+            if self._complete_scan_rows(block):
                 return None
-            # waited long enough, but not one whole chunk row yet: wait for the first one
+            # waited long enough, but not one whole scan row yet: wait for the first one
             done = self._wait(_last_frame(first_row, self._grid(first_row)))
             if done is not True or self.follower.current_max >= last:
                 return done
@@ -828,11 +842,17 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def __next__(self) -> DataChunk:
         if self._on_chunk is not None:
             self._on_chunk(self, None)
+        clock = self.follower.clock
+        if self._chosen_at is not None:  # the last chunk has been read and written by now
+            cost = clock() - self._chosen_at
+            self._release_cost_s = max(cost, 0.9 * self._release_cost_s)
+            self._chosen_at = None
         try:
             selection = next(self.buffer_selection_generator)
         except StopIteration:
             self._finish_progress()
             raise
+        self._chosen_at = clock()
         chunk = self._passed(selection) if self.passthrough is not None else None
         if chunk is None:
             chunk = DataChunk(data=self._get_data(selection), selection=selection)

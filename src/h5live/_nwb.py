@@ -250,6 +250,8 @@ class _Writing:
             return
         self.io._HDF5IO__cache_spec()  # now: no new object may be made once SWMR is on
         self.conversion.create_output(self.paths, self.source_paths)
+        for path in self.paths:  # HDF5IO made them as long as the frames complete in the
+            self.conversion.file[path].resize(0, axis=0)  # source: their extent shows written
         self.conversion.file.swmr_mode = True
         self.coverage, self.space = self.conversion.progress()
         file, iterators = self.conversion.file, self.conversion.iterators

@@ -5,9 +5,10 @@ Contract
 - An output written by h5live carries, next to its data, what a follower of it needs
   (h5live's layout, so that ``KeyFollower.from_path`` and swmr_tools find them):
   ``/entry/keys/key_0`` (int32, the scan's shape, fill 0, growing along the first axis unless
-  the length is known) and ``/entry/finished`` (int32 scalar). Key ``i`` is set to 1 only after
-  frame ``i`` of every data dataset is written and flushed; ``finished`` only when the copy is
-  complete (the source finished, every frame copied).
+  the length is known; never empty: one row of zeros before the first frame) and
+  ``/entry/finished`` (int32 scalar). Key ``i`` is set to 1 only after frame ``i`` of every
+  data dataset is written and flushed; ``finished`` only when the copy is complete (the source
+  finished, every frame copied).
 - And it says how complete it is, in ``/entry/h5live`` (readable while it is written):
   ``frames_complete`` (int64), ``state`` (``writing``, ``complete``, ``incomplete``,
   ``interrupted``, ``failed``), ``stop_reason`` and ``message`` (fixed-length strings), with the
@@ -112,7 +113,9 @@ class LiveOutput:
         attributes of the keys, to resume.
         """
         inner = tuple(int(n) for n in scan_shape[1:])
-        rows = final_rows if final_rows is not None else 0
+        # Never empty: swmr_tools 0.9's KeyFollower cannot read a key of size 0 (its argmax of
+        # an empty sequence); a row of zeros says "nothing written yet" to every follower.
+        rows = max(final_rows if final_rows is not None else 0, 1)
         per_row = max(math.prod(inner), 1)
         made = {
             "keys": file.create_dataset(
