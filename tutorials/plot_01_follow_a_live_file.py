@@ -18,12 +18,16 @@ then shows what happens when the writer dies, and how gaps in the keys are handl
 # ---------------------------------------
 # :class:`h5live.testing.WriterProcess` starts a real SWMR writer. It lays the file out like
 # real detectors do: frames in ``/entry/data/data``, keys in ``/entry/keys/``, and a finished
-# flag in ``/entry/finished``. ``hold_at=0`` makes it wait for ``go()`` before the first frame,
-# so that we are following before anything is written.
+# flag in ``/entry/finished``; ``timestamps=True`` also records when each frame was flushed
+# (``/entry/flush_time``, Unix time). ``hold_at=0`` makes it wait for ``go()`` before the
+# first frame, so that we are following before anything is written.
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
+import matplotlib.pyplot as plt
+import numpy as np
 
 from h5live import FollowPolicy, KeyFollower
 from h5live.testing import WriterProcess
@@ -31,6 +35,7 @@ from h5live.testing import WriterProcess
 workdir = Path(tempfile.mkdtemp(prefix="h5live-tutorial-"))
 source = workdir / "scan.h5"
 
+# %%
 writer = WriterProcess(
     source,
     scan_shape=(600,),  # a stack of 600 frames...
@@ -38,9 +43,11 @@ writer = WriterProcess(
     frame_rate_hz=2000,
     n_keys=2,  # two key datasets, flushed in random order
     key_order="random",
+    timestamps=True,
     hold_at=0,
 )
 writer.start()
+print("the writer is ready, holding before its first frame:", writer)
 
 # %%
 # Frame by frame
@@ -49,20 +56,40 @@ writer.start()
 # writer creates it) and finds the keys and the finished flag in the known layouts. Iterating
 # yields the flat index of each complete frame, once and in order, and stops when the
 # finished flag is set (reading the keys once more first, because the writer sets the last
-# keys just before the flag).
+# keys just before the flag). We note when each frame became complete.
+complete_at = np.full(600, np.nan)
 with KeyFollower.from_path(source, timeout=10) as follower:
     print(follower)
     writer.go()
     data = follower.key_datasets[0].file["/entry/data/data"]
-    total = 0
     for index in follower:
+        complete_at[index] = time.time()
         if index % 150 == 0:
             data.refresh()  # refresh before trusting a shape or reading new data
-            total += int(data[index].sum())
             print(f"frame {index} is complete; its sum is {data[index].sum()}")
     print(follower, "stopped because:", follower.stop_reason)
 writer.wait()
 writer.close()
+
+# %%
+# How long each frame waited
+# --------------------------
+# The writer flushes a frame's data, then sets its keys; the follower sees the frame complete
+# at its next poll. Most frames are handed out a millisecond or two after their flush (a poll
+# interval, ``FollowPolicy.poll_interval_s``, plus the poll itself); the first ones may wait
+# longer while this process starts reading and printing.
+with h5py.File(source, "r") as f:
+    flushed = f["/entry/flush_time"][...]
+latency_ms = (complete_at - flushed) * 1e3
+p50, p99 = np.percentile(latency_ms, [50, 99])
+fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+ax.plot(flushed - flushed[0], latency_ms, ".", markersize=3)
+ax.axhline(p50, color="black", linestyle="--", label=f"p50 {p50:.2f} ms")
+ax.axhline(p99, color="black", linestyle=":", label=f"p99 {p99:.2f} ms")
+ax.set_xlabel("time since the first frame (s)")
+ax.set_ylabel("flush to complete (ms)")
+ax.legend()
+plt.show()
 
 # %%
 # In ranges, for consumers that work in batches
