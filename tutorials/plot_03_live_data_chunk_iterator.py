@@ -26,21 +26,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
+import matplotlib.pyplot as plt
 import numpy as np
 import pynwb
 from hdmf.backends.hdf5.h5_utils import H5DataIO
 from pynwb import NWBHDF5IO, NWBFile
 from pynwb.image import ImageSeries
+from tqdm.auto import tqdm  # a widget in Jupyter, text elsewhere
 
 from h5live import LiveDataChunkIterator
 from h5live.testing import WriterProcess, frame_values
 
 workdir = Path(tempfile.mkdtemp(prefix="h5live-tutorial-"))
 source = workdir / "scan.h5"
+
+# %%
 writer = WriterProcess(
     source, scan_shape=(600,), frame_shape=(32, 32), frame_rate_hz=2000, hold_at=0
 )
-writer.start()
+print("ready:", writer.start())
 
 # %%
 # The defaults
@@ -65,16 +69,30 @@ with LiveDataChunkIterator(source, "/entry/data/data") as frames:
 # chunk and 0.2 MB four chunks per buffer. Each buffer is released when its last frame is
 # complete, so the writer is always a little ahead; the last buffer is what completed of the
 # tail. Iterating yields :class:`~hdmf.data_utils.DataChunk` objects, each with its selection.
+releases = []  # (last frame of the buffer, frames complete when it was released)
 with LiveDataChunkIterator(source, "/entry/data/data", chunk_mb=0.05, buffer_gb=0.0002) as frames:
     print(frames)
     writer.go()
     for j, buffer in enumerate(frames, start=1):
         rows = buffer.selection[0]
         complete = frames.recommended_data_shape()[0]
+        releases.append((rows.stop, complete))
         print(f"buffer {j}: frames {rows.start}:{rows.stop} ({complete} complete at release)")
     print("stop reason:", frames.stop_reason, "frames done:", frames.frames_done)
 writer.wait()
 writer.close()
+
+# %%
+# Each buffer ends on a chunk boundary (every 24 frames, 4 chunks a buffer), and it is released
+# once its frames are complete: the writer is then a few frames further on, never behind.
+stops, complete = np.array(releases).T
+fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+ax.step(np.arange(1, len(stops) + 1), stops, where="mid", label="end of the buffer")
+ax.plot(np.arange(1, len(stops) + 1), complete, ".", label="frames complete at its release")
+ax.set_xlabel("buffer")
+ax.set_ylabel("frames")
+ax.legend()
+plt.show()
 
 # %%
 # Explicit shapes, written into an NWB file while the detector runs
@@ -92,37 +110,52 @@ source = workdir / "camera.h5"
 writer = WriterProcess(
     source, scan_shape=(400,), frame_shape=(32, 32), frame_rate_hz=2000, timestamps=True, hold_at=0
 )
-writer.start()
+print("ready:", writer.start())
 nwbfile = NWBFile(
     session_description="live acquisition from a simulated detector",
     identifier="h5live-tutorial-3",
     session_start_time=datetime.now(timezone.utc),
     timestamps_reference_time=datetime.fromtimestamp(0, timezone.utc),  # flush times: Unix time
 )
-with LiveDataChunkIterator(
-    source, "/entry/data/data", chunk_shape=(32, 32, 32), buffer_shape=(128, 32, 32)
-) as frames:
-    times = LiveDataChunkIterator(
-        frames.dataset.file["/entry/flush_time"],
-        follower=frames.follower,
-        chunk_shape=(64,),
-        buffer_shape=(128,),
+
+# %%
+# The frames' iterator shows a progress bar (``display_progress=True``): frames, MB/s and the
+# lag behind the writer. ``progress_bar_class=tqdm`` from ``tqdm.auto`` draws it as a widget in
+# Jupyter and as text in a terminal.
+frames = LiveDataChunkIterator(
+    source,
+    "/entry/data/data",
+    chunk_shape=(32, 32, 32),
+    buffer_shape=(128, 32, 32),
+    display_progress=True,
+    progress_bar_class=tqdm,
+)
+times = LiveDataChunkIterator(
+    frames.dataset.file["/entry/flush_time"],
+    follower=frames.follower,
+    chunk_shape=(64,),
+    buffer_shape=(128,),
+)
+print(frames)
+print(times)
+
+# %%
+# The write: it returns once the writer has set its finished flag and every complete frame is
+# in the NWB file.
+nwbfile.add_acquisition(
+    ImageSeries(
+        name="detector",
+        data=H5DataIO(frames, compression="gzip"),
+        timestamps=H5DataIO(times),
+        unit="counts",
     )
-    print(frames)
-    print(times)
-    nwbfile.add_acquisition(
-        ImageSeries(
-            name="detector",
-            data=H5DataIO(frames, compression="gzip"),
-            timestamps=H5DataIO(times),
-            unit="counts",
-        )
-    )
-    writer.go()
-    with NWBHDF5IO(workdir / "scan.nwb", "w") as io:
-        io.write(nwbfile, exhaust_dci=False)
-    print("stop reason:", frames.stop_reason, "frames done:", frames.frames_done)
-    print("timestamps done:", times.frames_done)
+)
+writer.go()
+with NWBHDF5IO(workdir / "scan.nwb", "w") as io:
+    io.write(nwbfile, exhaust_dci=False)
+print("stop reason:", frames.stop_reason, "frames done:", frames.frames_done)
+print("timestamps done:", times.frames_done)
+frames.close()  # closes the source file (the timestamps' iterator shares it)
 writer.wait()
 writer.close()
 

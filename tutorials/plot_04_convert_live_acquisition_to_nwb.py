@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import h5py
+import matplotlib.pyplot as plt
 import numpy as np
 import pynwb
 from nwbinspector import inspect_nwbfile
@@ -37,11 +38,14 @@ from h5live.testing import WriterProcess, frame_values
 
 workdir = Path(tempfile.mkdtemp(prefix="h5live-tutorial-"))
 source, nwb_path = workdir / "acquisition.h5", workdir / "acquisition.nwb"
+
+# %%
 writer = WriterProcess(
     source, scan_shape=(1000,), frame_shape=(32, 32), frame_rate_hz=1000, timestamps=True, hold_at=0
 )
-writer.start()
+print("ready:", writer.start())
 
+# %%
 metadata = workdir / "session.yaml"
 metadata.write_text("""\
 session_description: Widefield imaging of a head-fixed mouse, converted live by h5live
@@ -61,6 +65,7 @@ series:
   unit: counts
   description: raw frames of the widefield camera, 32x32 pixels
 """)
+print(metadata.read_text())
 
 # %%
 # Start the converter
@@ -106,6 +111,8 @@ writer.go()
 # converter writes a chunk of frames, then the chunk of their timestamps, so the frames may be
 # a chunk ahead and PyNWB warns that the lengths differ. ``h5live_frames_complete`` counts the
 # frames written with their timestamps: read it first, and use the frames up to it.
+started = time.monotonic()
+samples = []  # (seconds since the detector started, frames complete in the NWB file)
 complete = 0
 while complete < 300 and converter.poll() is None:
     time.sleep(0.1)
@@ -116,7 +123,8 @@ while complete < 300 and converter.poll() is None:
             with pynwb.NWBHDF5IO(file=f, mode="r") as io:
                 camera = io.read().acquisition["camera"]
                 stored = f"{camera.data.shape[0]} frames, {len(camera.timestamps)} timestamps"
-        print(f"{state}: {complete} frames complete; PyNWB sees {stored}")
+    samples.append((time.monotonic() - started, complete))
+    print(f"{state}: {complete} frames complete; PyNWB sees {stored}")
 
 # %%
 # A converter that dies, resumed
@@ -129,23 +137,49 @@ while complete < 300 and converter.poll() is None:
 # hold the same data). Without ``--resume`` or ``--overwrite`` an existing file is refused.
 converter.kill()
 converter.communicate()  # reap it and close its pipes
+killed_at = time.monotonic() - started
 with h5py.File(nwb_path, "r", libver="latest", swmr=True) as f:
     print(f"killed: {scratch(f, 'frames_complete')} frames complete, {scratch(f, 'state')!r}")
+
+# %%
 resumed = subprocess.Popen(
     [*command, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
 )
+resumed_at = time.monotonic() - started
 
 # %%
 # When the acquisition ends
 # -------------------------
 # The converter stops once the detector has set its finished flag and every frame is written,
 # with exit code 0 and, with ``--json``, a summary on stdout: ``resumed_from`` is the first
-# frame this run wrote.
+# frame this run wrote. Meanwhile we keep reading how many frames the NWB file holds.
+while resumed.poll() is None:
+    time.sleep(0.1)
+    try:
+        with h5py.File(nwb_path, "r", libver="latest", swmr=True) as f:
+            samples.append((time.monotonic() - started, scratch(f, "frames_complete")))
+    except (OSError, KeyError):  # the resumed converter is reopening the file
+        pass
 writer.wait()
 writer.close()
 out, err = resumed.communicate(timeout=60)
 print("exit code", resumed.returncode, "stderr", repr(err))
 print(json.dumps(json.loads(out), indent=1))
+
+# %%
+# The NWB file grew while the detector wrote and held still while no converter ran: after the
+# kill, and while the resumed converter started (a new Python process importing PyNWB takes
+# about a second). Then it caught up at once: the frames the detector had written meanwhile
+# were waiting in its file.
+seconds, frames_complete = np.array(samples).T
+fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+ax.step(seconds, frames_complete, where="post", label="frames complete in the NWB file")
+ax.axvline(killed_at, color="tab:red", linestyle="--", label="converter killed")
+ax.axvline(resumed_at, color="tab:green", linestyle="--", label="resumed")
+ax.set_xlabel("seconds since the detector started")
+ax.set_ylabel("frames")
+ax.legend()
+plt.show()
 
 # %%
 # Check the NWB file
