@@ -31,6 +31,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from h5live.dranspose import H5LiveSource, parse_stins
@@ -38,6 +39,8 @@ from h5live.testing import WriterProcess, frame_values
 
 workdir = Path(tempfile.mkdtemp(prefix="h5live-tutorial-"))
 source = workdir / "scan.h5"
+
+# %%
 writer = WriterProcess(
     source,
     scan_shape=(300,),
@@ -46,7 +49,7 @@ writer = WriterProcess(
     frame_rate_hz=1000,
     hold_at=0,
 )
-writer.start()
+print("ready:", writer.start())
 
 # %%
 # A worker and a reducer
@@ -140,6 +143,20 @@ print("frames reduced:", int(np.isfinite(totals).sum()), "codecs:", reducer.code
 expected = [frame_values(i, (48, 64), "uint16").sum(dtype=np.float64) for i in range(300)]
 assert np.array_equal(totals, expected)
 print("centre of mass of frame 0 and 299:", reducer.publish["centre"][[0, -1]].round(2).tolist())
+
+# %%
+# What the reducer published, frame by frame: the simulated frames are a ramp that shifts with
+# the frame index (and wraps around in ``uint16``), so the total and the centre of mass move
+# from frame to frame.
+fig, (total_ax, centre_ax) = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True, layout="constrained")
+total_ax.plot(totals, ".", markersize=3)
+total_ax.set_ylabel("total")
+centre_ax.plot(reducer.publish["centre"][:, 0], ".", markersize=3, label="row")
+centre_ax.plot(reducer.publish["centre"][:, 1], ".", markersize=3, label="column")
+centre_ax.set_ylabel("centre of mass (px)")
+centre_ax.set_xlabel("frame")
+centre_ax.legend()
+plt.show()
 
 # %%
 # In distributed mode
