@@ -1,0 +1,133 @@
+"""configure_and_write_nwbfile: neuroconv's last step, for NWBFiles holding live datasets.
+
+Contract
+--------
+- Same signature as ``neuroconv.tools.nwb_helpers.configure_and_write_nwbfile`` and the same
+  checks, but the configuration is :func:`h5live.neuroconv.get_default_backend_configuration`'s
+  (live datasets of unknown length included) and is applied by
+  :func:`h5live.neuroconv.configure_backend` (the live iterators follow the chunk and buffer
+  shapes it gives).
+- Every live dataset is written round-robin (``exhaust_dci=False``: one chunk of each in turn),
+  so that several live sources (two interfaces of one converter, frames and timestamps) advance
+  together instead of one after the other.
+- HDF5: through :data:`HDF5_IO`. Zarr: through :class:`h5live.neuroconv.LiveNWBZarrIO`, with
+  the configuration's ``number_of_jobs`` (workers started with ``spawn``: a forked worker would
+  inherit this process's handles on the sources).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pynwb import NWBHDF5IO
+
+from h5live.neuroconv._configuration import configure_backend, get_default_backend_configuration
+from h5live.neuroconv._errors import BackendConfigurationError
+
+__all__ = ["HDF5_IO", "configure_and_write_nwbfile", "write_nwbfile"]
+
+#: The IO class of HDF5 writes. pynwb's NWBHDF5IO writes a correct file but cannot be followed
+#: while it is written; h5live.LiveNWBHDF5IO (the live write path) takes its place here.
+HDF5_IO: Any = NWBHDF5IO
+
+
+def _jobs(number_of_jobs: int) -> int:
+    """neuroconv's ``number_of_jobs`` (negative: all CPUs but ``-1 - n``) as a count."""
+    if number_of_jobs > 0:
+        return number_of_jobs
+    return max(1, (os.cpu_count() or 1) + 1 + number_of_jobs)
+
+
+def write_nwbfile(nwbfile: Any, nwbfile_path: str | os.PathLike[str], configuration: Any) -> None:
+    """Write a configured ``nwbfile`` with the IO of ``configuration``'s backend, every live
+    dataset round-robin."""
+    path = os.fspath(nwbfile_path)
+    if configuration.backend == "zarr":
+        from h5live.neuroconv._zarr import LiveNWBZarrIO
+
+        jobs = _jobs(int(configuration.number_of_jobs))
+        with LiveNWBZarrIO(path, mode="w") as io:
+            if nwbfile.read_io is not None:  # exporting, as neuroconv does
+                nwbfile.set_modified()
+                io.export(nwbfile=nwbfile, src_io=nwbfile.read_io, write_args={"link_data": False})
+            else:
+                io.write(
+                    nwbfile,
+                    exhaust_dci=False,
+                    number_of_jobs=jobs,
+                    multiprocessing_context="spawn" if jobs > 1 else None,
+                )
+        return
+    with HDF5_IO(path, mode="w") as io:
+        if nwbfile.read_io is not None:  # exporting, as neuroconv does
+            nwbfile.set_modified()
+            io.export(nwbfile=nwbfile, src_io=nwbfile.read_io, write_args={"link_data": False})
+        else:
+            io.write(nwbfile, exhaust_dci=False)
+
+
+def configure_and_write_nwbfile(
+    nwbfile: Any,
+    nwbfile_path: str | os.PathLike[str] | None = None,
+    backend: Literal["hdf5", "zarr"] | None = None,
+    backend_configuration: Any | None = None,
+) -> None:
+    """Write an NWB file with a backend or backend configuration, live datasets included.
+
+    Same signature as ``neuroconv.tools.nwb_helpers.configure_and_write_nwbfile``; use this one
+    when ``nwbfile`` holds :class:`h5live.LiveDataChunkIterator` data of a source whose length
+    is not known yet (neuroconv's refuses it), or when the iterators must follow an edited
+    ``buffer_shape``/``chunk_shape`` (neuroconv's leaves their own buffers in place).
+
+    Parameters
+    ----------
+    nwbfile
+        The in-memory ``pynwb.NWBFile``.
+    nwbfile_path
+        Where to write it.
+    backend
+        ``"hdf5"`` or ``"zarr"``: its default configuration is used (if no
+        ``backend_configuration``).
+    backend_configuration
+        The configuration to apply, e.g. from
+        :func:`h5live.neuroconv.get_default_backend_configuration`, edited.
+
+    Raises
+    ------
+    ValueError
+        No ``nwbfile_path``, or ``backend`` and ``backend_configuration`` conflict (neuroconv's
+        checks, as ``BackendConfigurationError``).
+    BackendConfigurationError
+        A live dataset the configuration does not describe, or whose shapes its iterator
+        cannot take; raised before the file is created.
+
+    Examples
+    --------
+    >>> nwbfile = converter.create_nwbfile(metadata=metadata)  # doctest: +SKIP
+    >>> configuration = get_default_backend_configuration(nwbfile, backend="hdf5")  # doctest: +SKIP
+    >>> configure_and_write_nwbfile(
+    ...     nwbfile, nwbfile_path="session.nwb", backend_configuration=configuration
+    ... )  # doctest: +SKIP
+    """
+    if nwbfile_path is None:
+        raise BackendConfigurationError(
+            "The 'nwbfile_path' parameter must be specified. Fix: pass where to write the file, "
+            "e.g. nwbfile_path='session.nwb'."
+        )
+    if (
+        backend is not None
+        and backend_configuration is not None
+        and backend != backend_configuration.backend
+    ):
+        raise BackendConfigurationError(
+            "Both `backend` and `backend_configuration` were specified and are conflicting: "
+            f"backend={backend!r}, backend_configuration.backend="
+            f"{backend_configuration.backend!r}. Fix: pass one of them, or make them agree."
+        )
+    if backend_configuration is None:
+        backend_configuration = get_default_backend_configuration(
+            nwbfile, backend=backend or "hdf5"
+        )
+    configure_backend(nwbfile=nwbfile, backend_configuration=backend_configuration)
+    write_nwbfile(nwbfile, nwbfile_path, backend_configuration)
