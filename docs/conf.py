@@ -9,13 +9,8 @@ pynwb names to their own documentation (fetches their inventories).
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS.parent / "src"))  # the checkout's h5live, installed or not
-
-import h5live  # noqa: E402
+import h5live  # installed into .venv by make docs (editable: this checkout's)
 
 project = "h5live"
 author = "h5live developers"
