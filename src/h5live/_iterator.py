@@ -200,10 +200,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     follower
         A :class:`h5live.KeyFollower` to share (e.g. between the frames' and the timestamps'
         iterators); its timeout and policy then apply.
-    buffer_gb, buffer_shape, chunk_mb, chunk_shape, display_progress, progress_bar_class,
-    progress_bar_options
+    buffer_gb, buffer_shape, chunk_mb, chunk_shape
         As for hdmf's GenericDataChunkIterator, except that ``chunk_mb`` gives chunks of whole
-        frames (as many as fit) unless one frame is larger than it, and a ``total`` in
+        frames (as many as fit) unless one frame is larger than it.
+    display_progress, progress_bar_class, progress_bar_options
+        As for hdmf's GenericDataChunkIterator, except that a ``total`` in
         ``progress_bar_options`` is ignored with hdmf's warning (the total is in frames).
     timeout
         Idle timeout in seconds (``None``: wait for the finished flag).

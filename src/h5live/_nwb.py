@@ -343,8 +343,12 @@ def to_nwb(
         ``session_start_time``, ``identifier``, ``experimenter``, ...), ``subject``,
         ``series`` (``name``, ``unit``, ``description``, ...), ``device``,
         ``imaging_plane``, ``electrodes``.
-    key_paths, finished_path, compression, compression_opts, chunk_mb, chunk_shape, buffer_gb,
-    buffer_shape, max_latency_s, timeout, poll_interval_s, open_timeout_s, resume, overwrite,
+    key_paths, finished_path, compression, compression_opts
+        As for :func:`h5live.copy_live`.
+    chunk_mb, chunk_shape, buffer_gb, buffer_shape, max_latency_s
+        As for :func:`h5live.copy_live`.
+    timeout, poll_interval_s, open_timeout_s, resume, overwrite
+        As for :func:`h5live.copy_live`.
     display_progress, progress_bar_class, progress_bar_options
         As for :func:`h5live.copy_live`.
     stages

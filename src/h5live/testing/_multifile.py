@@ -83,10 +83,11 @@ class AcquisitionConfig:
         ``"links"``: a master of external links to detectors that each record the whole scan.
     block
         Frames per block dealt out to each file in turn (``"vds"``).
-    scan_shape, frame_shape, dtype, presized, frame_rate_hz, flush_every, compression,
-    timestamps, hold_at
+    scan_shape, frame_shape, dtype, presized, frame_rate_hz, flush_every
         As for :class:`~h5live.testing.WriterConfig`, for the whole scan (``frame_rate_hz``: of
         the acquisition, not of one file). ``"vds"`` needs a stack (``scan_shape`` ``(n,)``).
+    compression, timestamps, hold_at
+        As for :class:`~h5live.testing.WriterConfig`.
     key_dtype
         Dtype of the unique-id keys (Odin and pymalcolm write ``uint64``).
     detector
