@@ -521,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
         # `kill -USR1 PID` prints where a running h5live is (every thread's stack) on stderr
-        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+        with contextlib.suppress(OSError, ValueError):  # a stderr with no file (called in-process)
+            faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for stopper in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
