@@ -69,7 +69,10 @@ def _check_shapes(values: Any) -> Any:
     if full is None:
         return DatasetIOConfiguration.validate_all_shapes(values)
     endless = tuple(sys.maxsize if n is None else n for n in full)
-    DatasetIOConfiguration.validate_all_shapes({**values, "full_shape": endless})
+    try:
+        DatasetIOConfiguration.validate_all_shapes({**values, "full_shape": endless})
+    except ValueError as exc:  # say None where the check saw a length without end
+        raise ValueError(str(exc).replace(str(sys.maxsize), "None")) from None
     return values
 
 
