@@ -328,6 +328,7 @@ def test_an_edited_backend_configuration_is_what_the_file_holds(
     assert series.data.data.chunk_shape == (8, 16, 12)
     assert series.data.data.buffer_shape == (24, 16, 12)
     assert series.timestamps.data.buffer_shape == (64,)
+    interface.close()  # before the source is read again: this process's view of it is its
     # ... and the file holds the configuration's chunks and compression.
     written = read_series(tmp_path / "camera.nwb", "camera")
     assert written["chunks"] == (8, 16, 12)
