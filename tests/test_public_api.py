@@ -22,6 +22,8 @@ def test_h5live_all():
             "KeyFollower",
             "Layout",
             "LiveDataChunkIterator",
+            "LiveHDF5IO",
+            "LiveNWBHDF5IO",
             "RowKeyFollower",
             "SliceDict",
             "SourceSpec",

@@ -6,6 +6,7 @@ Public API; everything in underscore modules is private.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from h5live import chunk_utils, errors, utils
 from h5live._chunks import ChunkSource
@@ -14,6 +15,7 @@ from h5live._copy import copy_live
 from h5live._datasource import DataSource
 from h5live._follow import FollowPolicy, KeyFollower, StopReason
 from h5live._iterator import LiveDataChunkIterator
+from h5live._live_io import LiveHDF5IO
 from h5live._nwb import to_nwb
 from h5live._read import FrameReader, SliceDict
 from h5live._rows import RowKeyFollower
@@ -26,6 +28,19 @@ from h5live._stages import (
     crop_frames,
     sum_frames,
 )
+
+if TYPE_CHECKING:
+    from h5live._live_nwb import LiveNWBHDF5IO
+
+
+def __getattr__(name: str) -> Any:
+    """``LiveNWBHDF5IO`` is imported when first used: it imports pynwb."""
+    if name == "LiveNWBHDF5IO":
+        from h5live._live_nwb import LiveNWBHDF5IO
+
+        return LiveNWBHDF5IO
+    raise AttributeError(f"module 'h5live' has no attribute {name!r}")
+
 
 try:
     __version__ = version("h5live")
@@ -42,6 +57,8 @@ __all__ = [
     "KeyFollower",
     "Layout",
     "LiveDataChunkIterator",
+    "LiveHDF5IO",
+    "LiveNWBHDF5IO",
     "RowKeyFollower",
     "SliceDict",
     "SourceSpec",

@@ -1,4 +1,4 @@
-"""What every live conversion shares: source, destination, live iterators, progress, ending.
+"""What every live conversion shares: its source, destination, live iterators and result.
 
 Contract
 --------
@@ -10,13 +10,10 @@ Contract
 - Live iterators of one conversion share the follower and the chunk and buffer rows, so that
   every live dataset advances together; a resumed conversion starts at the last chunk row all
   of them hold completely (rows written twice hold the same data).
-- Frames are marked complete (:class:`~h5live._output.LiveOutput`) only once every live dataset
-  holds them. Before each chunk is written, :class:`_Space` checks the disk and the file size
-  limit: HDF5 cannot close a file after a write failed for lack of space.
-- :meth:`Conversion.guarded` records how a run ended in the output (``interrupted`` on Ctrl-C,
-  ``failed`` with the message on errors, raising :class:`~h5live.errors.OutputError` for write
-  failures); :meth:`Conversion.end` records a normal end (``complete`` when the source finished
-  and every frame was written, else ``incomplete``).
+- Writing, marking progress and recording the end are the one live write loop's
+  (:class:`~h5live._loop.LiveWrite`): :meth:`Conversion.write` switches the destination to SWMR
+  mode and runs it; an NWB file is written by :class:`h5live.LiveNWBHDF5IO`, which runs the
+  same loop, and :meth:`Conversion.result` reads how it ended.
 """
 
 from __future__ import annotations
@@ -26,11 +23,8 @@ import dataclasses
 import logging
 import math
 import os
-import resource
-import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +34,17 @@ import h5py
 import numpy as np
 
 from h5live._compression import SOURCE, Compression, h5dataio_options, source_compression
+from h5live._destination import OUTPUT_CHUNK_CACHE
 from h5live._follow import FollowPolicy, KeyFollower
-from h5live._iterator import LiveDataChunkIterator, PassedChunk, written_selection
+from h5live._iterator import LiveDataChunkIterator
 from h5live._keys import refresh_dataset
+from h5live._loop import LiveTarget, LiveWrite
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags, writer_flags
+from h5live._sink import DatasetSink
 from h5live._source import SourceSpec, get_dataset, largest_frames, source_path
 from h5live._stages import Stage, StageChain
+from h5live._stop import Stopped, check_stop, request_stop
 from h5live._virtual import first_source, is_virtual
 from h5live.errors import OutputError, OutputExistsError, ScanShapeError
 
@@ -61,10 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Chunks smaller than HDF5IO's 32 MiB cache would be copied through it on their way out
-# (measured in benchmarks/RESULTS.md); whole chunks are written once, so no cache is needed.
-OUTPUT_CHUNK_CACHE = 1 << 20
 
 #: A conversion's buffer when none is given (hdmf's default is 1 GB): a live conversion
 #: releases buffers within its latency anyway, and a smaller buffer costs less memory and page
@@ -134,82 +128,6 @@ class LiveOptions:
     progress_bar_options: dict[str, Any] | None = None
     #: processing stages per source dataset path
     stages: Mapping[str, Sequence[Stage]] = field(default_factory=dict)
-
-
-class Stopped(KeyboardInterrupt):
-    """Ctrl-C, SIGTERM or SIGHUP (a job scheduler, a closed terminal): a conversion stops as
-    for Ctrl-C, its output marked interrupted."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_stop_requested: list[int] = []
-
-
-def request_stop(signum: int) -> None:
-    """Ask running conversions to stop at their next chunk (a signal handler calls this: a
-    KeyboardInterrupt raised inside a weakref callback or ``__del__`` is swallowed)."""
-    _stop_requested.append(signum)
-
-
-def check_stop() -> None:
-    """Raise :class:`Stopped` if a stop was requested."""
-    if _stop_requested:
-        raise Stopped(_stop_requested.pop())
-
-
-class _Coverage:
-    """Which frames of one live dataset are written; the complete prefix."""
-
-    def __init__(self, inner: tuple[int, ...], rank: int, start: int) -> None:
-        self.inner = inner
-        self.rank = rank
-        self.per_row = max(math.prod(inner), 1)
-        self.done = np.zeros(0, dtype=bool)
-        self.prefix = start
-
-    def add(self, selection: tuple[slice, ...]) -> None:
-        box = selection[: self.rank]
-        rows = box[0].stop
-        if self.done.size < rows * self.per_row:
-            grown = np.zeros(max(rows * self.per_row, 2 * self.done.size), dtype=bool)
-            grown[: self.done.size] = self.done
-            self.done = grown
-        self.done[: rows * self.per_row].reshape(rows, *self.inner)[box] = True
-        ahead = self.done[self.prefix :]
-        unset = np.flatnonzero(~ahead)
-        self.prefix += int(unset[0]) if unset.size else int(ahead.size)
-
-
-class _Space:
-    """Stops a conversion *before* the disk (or the file size limit) runs out.
-
-    HDF5 cannot close a file cleanly once a write has failed for lack of space (measured with
-    HDF5 2.0: the close fails, and freeing its objects then crashes the interpreter), so each
-    chunk is written only if it and a margin for metadata fit.
-    """
-
-    MARGIN = 4 << 20
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        self.limit = math.inf if soft == resource.RLIM_INFINITY else soft
-
-    def check(self, nbytes: int) -> None:
-        need = nbytes + self.MARGIN
-        size = os.path.getsize(self.path)
-        stats = os.statvfs(self.path)
-        free = stats.f_bavail * stats.f_frsize
-        if free < need or size + need > self.limit:
-            room = min(free, self.limit - size)
-            raise OutputError(
-                f"{self.path!r}: no room for the next {nbytes} bytes (and {self.MARGIN} for "
-                f"HDF5's metadata): {room:.0f} bytes left on the disk or under the file size "
-                "limit. The conversion stopped before writing them"
-            )
 
 
 def writer_flags_or_zero(path: str) -> int:
@@ -377,8 +295,6 @@ class Conversion:
         self.output: LiveOutput | None = None
         self.iterators: list[LiveDataChunkIterator] = []
         self.start = 0
-        self.written = 0
-        self.chunk_copy: dict[str, str] = {}
 
     # ------------------------------------------------------------------ files
 
@@ -716,112 +632,35 @@ class Conversion:
 
     # ------------------------------------------------------------------ writing
 
-    def progress(self) -> tuple[list[_Coverage], _Space]:
-        """A coverage per live iterator and the space check, for code that writes chunks."""
+    def live_write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> LiveWrite:
+        """The write of the live datasets ``pairs`` (destination dataset, iterator): a sink
+        each, one loop (:class:`~h5live._loop.LiveWrite`)."""
+        targets = [
+            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator))
+            for dataset, iterator in pairs
+        ]
+        return LiveWrite(self.file, self._live_output(), targets)
+
+    def write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> ConversionResult:
+        """Switch the destination to SWMR mode (every object exists by now), write the live
+        datasets ``pairs`` until the source stops, record the end; the result."""
+        writer = self.live_write(pairs)
+        self.file.swmr_mode = True
+        writer.run()
+        return self.result(writer)
+
+    def result(self, writer: LiveWrite) -> ConversionResult:
+        """How the run ended (``writer`` has ended it), and close the iterators."""
         output = self._live_output()
-        rank = self.follower.scan_rank
-        coverage = [_Coverage(output.scan_inner, rank, it.start_frame) for it in self.iterators]
-        return coverage, _Space(self.file.filename)
-
-    def write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> None:
-        """Round-robin over the iterators as hdmf's queue does, writing each chunk and marking
-        the frames every dataset holds."""
-        output = self._live_output()
-        coverage, space = self.progress()
-        datasets = [dataset for dataset, _ in pairs]
-        self.pass_chunks([(d.name, d, i) for d, i in pairs], space)
-        queue: deque[int] = deque(range(len(pairs)))
-        while queue:
-            check_stop()
-            k = queue.popleft()
-            dataset, iterator = pairs[k]
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                continue
-            space.check(chunk.data.nbytes)
-            dataset.id.extend(chunk.get_min_bounds())
-            if not isinstance(chunk, PassedChunk):  # (a passed chunk is written already)
-                dataset[chunk.selection] = chunk.data
-            self.count(chunk)
-            coverage[k].add(written_selection(chunk))
-            output.mark(min(c.prefix for c in coverage), datasets)
-            queue.append(k)
-
-    def pass_chunks(
-        self, targets: Sequence[tuple[str, Any, LiveDataChunkIterator]], space: _Space
-    ) -> None:
-        """Let each iterator write its chunks into its destination dataset by itself where it
-        can (``targets``: path, dataset, iterator); record how each does."""
-        for path, dataset, iterator in targets:
-            self.chunk_copy[path] = iterator.write_chunks_to(dataset, space.check)
-
-    def count(self, chunk: Any) -> None:
-        """Add a handed-out chunk's bytes to the bytes written."""
-        self.written += getattr(chunk, "stored_bytes", chunk.data.nbytes)
-
-    @contextlib.contextmanager
-    def guarded(self) -> Iterator[None]:
-        """Record in the output how the run inside ended, if it did not end normally (and
-        if the output's bookkeeping exists by then)."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            _stop_requested.clear()  # handled here: a later conversion must not stop for it
-            self._finish(
-                "interrupted", "interrupted", "stopped by Ctrl-C or a signal; resume to continue"
-            )
-            raise
-        except (OSError, RuntimeError) as exc:
-            message = f"the conversion into {self.file.filename!r} stopped: {exc}"
-            if isinstance(exc, OutputError):  # stopped before the space ran out
-                message = str(exc)
-            self._finish("failed", "error", message)
-            frames = self.output.frames_complete if self.output is not None else 0
-            raise OutputError(
-                f"{message}. The output is valid and marked failed with {frames} complete "
-                "frames. Fix: fix that cause (a full disk: free space; the source: check its "
-                "writer), then resume=True (--resume)."
-            ) from exc
-        except BaseException as exc:
-            self._finish("failed", "error", f"{type(exc).__name__}: {exc}")
-            raise
-
-    def end(self) -> ConversionResult:
-        """Record a normal end; the result."""
-        output = self._live_output()
-        reason = self.follower.stop_reason or "finished"
-        done = reason in ("finished", "complete") and output.frames_complete == (
-            self.follower.current_max + 1
-        )
-        state = "complete" if done else "incomplete"
-        self._finish(state, reason, "" if done else f"the source stopped: {reason}")
         for iterator in self.iterators:
             iterator.close()
         return ConversionResult(
             destination=self.file.filename,
             frames_complete=output.frames_complete,
-            state=state,
-            stop_reason=reason,
+            state=writer.state,
+            stop_reason=writer.stop_reason,
             resumed_from=self.start,
             seconds=round(time.monotonic() - self.began, 3),
-            bytes_written=self.written,
-            chunk_copy=dict(self.chunk_copy),
+            bytes_written=writer.bytes_written,
+            chunk_copy=writer.chunk_copy,
         )
-
-    def _finish(self, state: str, reason: str, message: str) -> None:
-        """Record the end, even when the disk is full (the status has its space already),
-        after cutting every live dataset to the rows of complete frames: a run that stopped
-        early (or datasets created at the source's length) must not leave fill values that
-        look like data."""
-        if self.output is None:
-            return
-        with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
-            frames = self.output.settle()  # the keys on disk, if a stop cut a mark short
-            rows = -(-frames // max(math.prod(self.output.scan_inner), 1))
-            for path in self.output.datasets:
-                dataset = self.file[path]
-                if dataset.shape[0] > rows:
-                    dataset.resize(rows, axis=0)
-        with contextlib.suppress(OSError, RuntimeError, ValueError):
-            self.output.finish(state, reason, message)

@@ -3,10 +3,11 @@
 Contract
 --------
 - Data datasets (those that grow with the scan: their leading dims are the keys' scan dims,
-  chunked) are copied through ``H5DataIO(LiveDataChunkIterator(...))``: the destination dataset
-  is made by hdmf's ``HDF5IO.__setup_chunked_dset__`` from the iterator and the ``H5DataIO``
-  options, and each ``DataChunk`` is written as hdmf's ``_write_chunk`` does. Every data dataset
-  shares one :class:`~h5live.KeyFollower` and the same chunk rows, so they advance together.
+  chunked) are copied through a :class:`~h5live.LiveDataChunkIterator` each: the destination
+  dataset is made as hdmf would from the iterator and the ``H5DataIO`` options, with no rows
+  (:mod:`h5live._destination`), and written by the one live write loop
+  (:mod:`h5live._loop`). Every data dataset shares one :class:`~h5live.KeyFollower` and the
+  same chunk rows, so they advance together.
 - Everything else (groups, attributes, static datasets) is copied once at the start, except the
   source's keys and finished flag: the destination has its own (:mod:`h5live._output`), set only
   for frames written to every data dataset. The destination is in SWMR mode while it is written,
@@ -25,13 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import h5py
-from hdmf.backends.hdf5.h5_utils import H5DataIO
-from hdmf.backends.hdf5.h5tools import HDF5IO
 
 from h5live._compression import SOURCE, Compression
 from h5live._convert import (
@@ -41,15 +39,15 @@ from h5live._convert import (
     conversion_filters,
     stages_by_path,
 )
+from h5live._destination import create_live_dataset
 from h5live._follow import KeyFollower
-from h5live._iterator import LiveDataChunkIterator
 from h5live._output import HDF5_LAYOUT
 from h5live._source import object_identity, source_path, walk_datasets
 from h5live._stages import Stage
 from h5live._virtual import is_virtual
 from h5live.errors import H5LiveError
 
-__all__ = ["copy_live", "create_like_hdmf", "data_datasets"]
+__all__ = ["copy_live", "data_datasets"]
 
 
 def data_datasets(file: Any, follower: KeyFollower) -> list[str]:
@@ -105,22 +103,6 @@ def _copy_static(source: Any, destination: Any, skip: set[str]) -> None:
             source.copy(obj, destination.require_group(obj.parent.name), name=path.rsplit("/")[-1])
 
     source.visititems(visit)
-
-
-def create_like_hdmf(
-    file: Any, path: str, iterator: LiveDataChunkIterator, compression: dict[str, Any]
-) -> Any:
-    """The destination dataset, made by hdmf from the iterator and the H5DataIO options, with
-    no rows: it grows as frames are written, so that its extent never covers a frame that is
-    not written yet (hdmf would make it as long as the frames complete in the source)."""
-    with warnings.catch_warnings():  # plugin filters are what the caller asked for
-        warnings.filterwarnings("ignore", "[0-9]+ compression may not be available")
-        data_io = H5DataIO(iterator, **compression)
-    parent, name = path.rsplit("/", 1)
-    group = file.require_group(parent or "/")
-    shape = (0, *iterator.recommended_data_shape()[1:])
-    settings = {"io_settings": {**data_io.io_settings, "shape": shape}}
-    return HDF5IO.__setup_chunked_dset__(group, name, iterator, options=settings)
 
 
 def copy_live(
@@ -245,11 +227,8 @@ def copy_live(
             for path, iterator, dataset, settings in zip(
                 paths, iterators, sources, filters, strict=True
             ):
-                made = create_like_hdmf(conversion.file, path, iterator, settings)
+                made = create_live_dataset(conversion.file, path, iterator, settings)
                 made.attrs.update(dataset.attrs)
                 pairs.append((made, iterator))
             conversion.create_output(paths)
-        conversion.file.swmr_mode = True
-        with conversion.guarded():
-            conversion.write(pairs)
-        return conversion.end()
+        return conversion.write(pairs)

@@ -49,7 +49,6 @@ from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
 from h5live._follow import FollowPolicy, KeyFollower, _caller_stacklevel
 from h5live._keys import dataset_label
-from h5live._passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 from h5live._read import FrameReader, read_selection
 from h5live._source import Clock, Sleep, SourceSpec, get_dataset, source_path
 from h5live._stages import Stage, StageChain
@@ -57,10 +56,9 @@ from h5live.errors import FollowTimeout, H5LiveWarning, IteratorOptionError, Sca
 
 __all__ = [
     "LiveDataChunkIterator",
-    "PassedChunk",
+    "SourceChunk",
     "hdmf_chunk_shape",
     "iterator_scan_rank",
-    "written_selection",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,25 +162,50 @@ def _with_frames(parts: Sequence[Selection], frame_tiles: list[list[slice]]) -> 
             yield (*part, *frame_part)
 
 
-class PassedChunk(DataChunk):  # type: ignore[misc]
-    """A chunk whose stored bytes were copied raw into the destination already.
+class SourceChunk(DataChunk):  # type: ignore[misc]
+    """A DataChunk of complete frames of a live source, read when its ``data`` is first used.
 
-    Its ``selection`` is empty, at the end of ``copied``, so that a writer that writes it as any
-    DataChunk (HDF5IO) grows the dataset to it and writes nothing; ``copied`` is the selection
-    that was copied, ``stored_bytes`` the bytes copied (compressed).
+    What :meth:`LiveDataChunkIterator.next_chunk` hands out with ``lazy=True``: a writer that
+    can copy the source's stored chunks as they are (same chunks, filters and dtype) reads
+    ``stored`` instead of decoding ``data``, and one that writes it in parts reads only them
+    (:meth:`read`). Its frames are complete and refreshed when it is handed out; read it
+    before asking the iterator for the next chunk (the iterator reuses its buffer).
     """
 
-    def __init__(self, copied: Selection, stored_bytes: int, dtype: np.dtype[Any]) -> None:
-        rest = copied[1:]
-        empty = np.empty((0, *(s.stop - s.start for s in rest)), dtype=dtype)
-        super().__init__(data=empty, selection=(slice(copied[0].stop, copied[0].stop), *rest))
-        self.copied = copied
-        self.stored_bytes = stored_bytes
+    def __init__(self, iterator: LiveDataChunkIterator, selection: Selection) -> None:
+        self._iterator = iterator
+        self._data: npt.NDArray[Any] | None = None
+        super().__init__(data=None, selection=selection)
 
+    @property
+    def data(self) -> npt.NDArray[Any]:
+        if self._data is None:
+            self._data = self.read(self.selection)
+        return self._data
 
-def written_selection(chunk: DataChunk) -> Selection:
-    """The selection of the destination that a handed-out chunk fills once written."""
-    return tuple(getattr(chunk, "copied", chunk.selection))
+    @data.setter
+    def data(self, value: npt.NDArray[Any] | None) -> None:
+        self._data = value
+
+    @property
+    def is_read(self) -> bool:
+        """Whether ``data`` has been read."""
+        return self._data is not None
+
+    @property
+    def stored(self) -> Any | None:
+        """The source dataset whose stored chunks hold these frames as they are, or None
+        (processing stages change them)."""
+        return None if self._iterator.stages else self._iterator.dataset
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._iterator.dtype  # type: ignore[no-any-return]
+
+    def read(self, part: Selection) -> npt.NDArray[Any]:
+        """The frames of ``part`` (a selection inside this chunk's, in the dataset's
+        coordinates)."""
+        return self._iterator._read_ready(part)
 
 
 class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
@@ -396,12 +419,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         self._frontier_at_refresh = -1
         self._buffer: npt.NDArray[Any] | None = None
         self._free_refs = 0
-        # h5live's conversions watch a synchronous consumer (HDF5IO) with it: called with None
-        # when the next chunk is asked for (the previous one is written by then, and before
-        # any waiting), and with the chunk before it is handed out.
-        self._on_chunk: Callable[[LiveDataChunkIterator, DataChunk | None], None] | None = None
         self.frames_done = 0
-        self.passthrough: RawChunkCopy | DirectChunkWrite | None = None
         # How long a release takes to reach the destination after it is chosen (the read, then
         # the consumer's write, until it asks again): the latency bound releases this much
         # earlier. A decaying maximum, so that one slow write is remembered for a while.
@@ -640,6 +658,21 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return self._final[0] if self.scan_rank else 1
 
     @property
+    def scan_inner(self) -> tuple[int, ...]:
+        """The scan's dims after the first (a row of the scan holds their product of frames)."""
+        return tuple(int(n) for n in self._inner)
+
+    @property
+    def source_file(self) -> str:
+        """The path of the source file (a master file's, for data reached through its links)."""
+        return str(self._recipe["path"])
+
+    @property
+    def source_dataset_path(self) -> str:
+        """The frames' path in :attr:`source_file`."""
+        return str(self._recipe["dataset_path"])
+
+    @property
     def stop_reason(self) -> str | None:
         """Why the source will give no more frames (the follower's), or None."""
         return self.follower.stop_reason
@@ -780,12 +813,25 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             self._park()
 
     def _read_complete(self, selection: Selection) -> npt.NDArray[Any]:
-        first, last = self._await(selection)
+        self._await(selection)
+        return self._read_ready(selection)
+
+    def _read_ready(self, selection: Selection) -> npt.NDArray[Any]:
+        """Read a selection whose frames are complete and refreshed (after ``_await``), through
+        the stages."""
+        first, last = self._flat_range(selection)
         if not self.stages:
             return self._read(selection, first, last)
         scan = selection[: self.scan_rank]  # whole frames (checked when built)
         whole = (*scan, *(slice(0, n) for n in self.source_frame_shape))
         return self.stages(self._read(whole, first, last))
+
+    def _flat_range(self, selection: Selection) -> tuple[int, int]:
+        """The first and last flat frame of a selection."""
+        scan = selection[: self.scan_rank]
+        grid = self._scan_shape(max(scan[0].stop, 1))
+        first = int(np.ravel_multi_index([s.start for s in scan], grid))
+        return first, _last_frame(scan, grid)
 
     def _read(self, selection: Selection, first: int, last: int) -> npt.NDArray[Any]:
         """Read the source's frames ``first .. last`` in ``selection`` (complete, refreshed)."""
@@ -802,10 +848,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _await(self, selection: Selection) -> tuple[int, int]:
         """Wait until the selection's frames are complete and refresh the data to them; its
         first and last flat frame."""
-        scan = selection[: self.scan_rank]
-        grid = self._scan_shape(max(scan[0].stop, 1))
-        first = int(np.ravel_multi_index([s.start for s in scan], grid))
-        last = _last_frame(scan, grid)
+        first, last = self._flat_range(selection)
         if not self._wait(last):
             raise ValueError(
                 f"frames up to {last} of {self._recipe['dataset_path']!r} in "
@@ -841,8 +884,23 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return buffer[: math.prod(shape)].reshape(shape)
 
     def __next__(self) -> DataChunk:
-        if self._on_chunk is not None:
-            self._on_chunk(self, None)
+        return self.next_chunk()
+
+    def next_chunk(self, *, lazy: bool = False) -> DataChunk:
+        """The next chunk of complete frames, as ``next(iterator)`` gives it.
+
+        Parameters
+        ----------
+        lazy
+            Hand out a :class:`SourceChunk` (its frames complete and refreshed, its data read
+            when first used), so that a writer can copy the source's stored chunks as they are
+            or read only part of it. A parked (unpickled) iterator reads at once.
+
+        Raises
+        ------
+        StopIteration
+            Every complete frame has been handed out and the follower has stopped.
+        """
         clock = self.follower.clock
         if self._chosen_at is not None:  # the last chunk has been read and written by now
             cost = clock() - self._chosen_at
@@ -854,8 +912,11 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             self._finish_progress()
             raise
         self._chosen_at = clock()
-        chunk = self._passed(selection) if self.passthrough is not None else None
-        if chunk is None:
+        chunk: DataChunk
+        if lazy and not self._parked:
+            self._await(selection)
+            chunk = SourceChunk(self, selection)
+        else:
             chunk = DataChunk(data=self._get_data(selection), selection=selection)
         frames = 0  # frames are counted with their first tile when buffers split the frame
         if all(s.start == 0 for s in selection[self.scan_rank :]):
@@ -864,63 +925,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         if self.progress_bar is not None:
             size = math.prod(s.stop - s.start for s in selection) * self._dtype_of().itemsize
             self._update_progress(frames, size)
-        if self._on_chunk is not None:
-            self._on_chunk(self, chunk)
         return chunk
-
-    # ------------------------------------------------------------------ raw chunks
-
-    def write_chunks_to(
-        self, destination: Any, before_write: Callable[[int], None] | None = None
-    ) -> str:
-        """Write chunks into ``destination`` (the dataset a consumer writes them to) by
-        itself, past HDF5's chunk cache, where that is possible; return how:
-
-        - ``"raw"``: its chunks, filters and dtype are the source's, so stored chunks are
-          copied as they are, never decoded and re-encoded;
-        - ``"direct"``: it has no filters, so decoded whole chunks go in with
-          ``write_direct_chunk``;
-        - ``"decoded: ..."`` with the reason: chunks are handed out to be written as usual.
-
-        Chunks written here are handed out as :class:`PassedChunk` (empty, written already);
-        the rest (a stopped scan's partial tail, tiles of frames) as usual.
-        ``before_write(nbytes)`` runs before each write.
-        """
-        refusal = passthrough_refusal(self.dataset, destination)
-        if refusal is None and self.stages:
-            refusal = "stages change the frames"
-        if refusal is None:
-            self.passthrough = RawChunkCopy(self.dataset, destination, before_write)
-            return "raw"
-        direct = DirectChunkWrite.refusal(destination)
-        if direct is None:
-            self.passthrough = DirectChunkWrite(destination, before_write)
-            return "direct"
-        self.passthrough = None
-        logger.info("%s: chunks are decoded and re-encoded: %s", self.dataset.name, refusal)
-        return f"decoded: {refusal}"
-
-    def _passed(self, selection: Selection) -> DataChunk | None:
-        """Write ``selection``'s chunks into the destination once its frames are complete;
-        None if that is not possible for this selection."""
-        writer = self.passthrough
-        if writer is None or self._parked:
-            return None
-        if isinstance(writer, DirectChunkWrite):
-            if not writer.fits(selection):
-                return None
-            data = self._read_complete(selection)
-            if not data.flags.c_contiguous:
-                return DataChunk(data=data, selection=selection)
-            writer.write(selection, data)
-            return PassedChunk(selection, data.nbytes, self._dtype_of())
-        self._await(selection)
-        if not writer.aligned(selection):
-            return None
-        nbytes = writer.copy(selection)
-        if nbytes is None:
-            return None
-        return PassedChunk(selection, nbytes, self._dtype_of())
 
     # ------------------------------------------------------------------ progress
 

@@ -12,13 +12,13 @@ Contract
   name, unit and description; the imaging plane, device or electrodes) come from a mapping or a
   YAML/JSON file, with defaults that keep the file valid (a subject is always written).
 - Frames and timestamps go through ``H5DataIO(LiveDataChunkIterator(...))`` in one
-  ``NWBHDF5IO.write(..., exhaust_dci=False)``. When HDF5IO has created every object and asks
-  for the first chunk, the NWB specification is cached, h5live's bookkeeping is added as
-  ``ScratchData`` (:data:`~h5live._output.NWB_LAYOUT`) and the file enters SWMR mode, so that
-  pynwb can read it while it is written. A frame is marked complete once HDF5IO has written
-  it to every live dataset (HDF5IO writes each chunk before it asks any iterator for another).
+  :class:`h5live.LiveNWBHDF5IO` write: every object is created and the NWB specification
+  cached, h5live's bookkeeping is added as ``ScratchData`` (:data:`~h5live._output.NWB_LAYOUT`)
+  and the file enters SWMR mode before the first frame, so that pynwb can read it while it is
+  written; the one live write loop (:mod:`h5live._loop`) writes the frames and marks a frame
+  complete once every live dataset holds it.
 - Ending, interrupts, errors and ``resume`` are those of every conversion
-  (:mod:`h5live._convert`); a resumed NWB file is continued with h5py, dataset by dataset.
+  (:mod:`h5live._convert`); a resumed NWB file is continued by the same loop.
 """
 
 from __future__ import annotations
@@ -34,19 +34,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from h5live._compression import SOURCE, Compression
 from h5live._convert import (
-    OUTPUT_CHUNK_CACHE,
     Conversion,
     ConversionResult,
     LiveOptions,
-    check_stop,
     conversion_filters,
 )
 from h5live._copy import data_datasets
-from h5live._iterator import LiveDataChunkIterator, written_selection
+from h5live._destination import create_live_file
 from h5live._output import NWB_LAYOUT
 from h5live._source import largest_frames, source_path
 from h5live._stages import Stage
@@ -226,65 +222,6 @@ def _series(
     return series
 
 
-class _Writing:
-    """HDF5IO's chunk requests, seen by the live iterators: when the write can go live (the
-    first request: every object exists), and which frames every live dataset holds."""
-
-    def __init__(
-        self,
-        conversion: Conversion,
-        io: Any,
-        paths: Sequence[str],
-        source_paths: Sequence[str],
-    ) -> None:
-        self.conversion = conversion
-        self.io = io
-        self.paths = list(paths)
-        self.source_paths = list(source_paths)
-        self.pending: dict[int, tuple[slice, ...]] = {}
-        self.coverage: list[Any] = []
-        self.space: Any = None
-
-    def start(self) -> None:
-        if self.space is not None:
-            return
-        self.io._HDF5IO__cache_spec()  # now: no new object may be made once SWMR is on
-        self.conversion.create_output(self.paths, self.source_paths)
-        for path in self.paths:  # HDF5IO made them as long as the frames complete in the
-            self.conversion.file[path].resize(0, axis=0)  # source: their extent shows written
-        self.conversion.file.swmr_mode = True
-        self.coverage, self.space = self.conversion.progress()
-        file, iterators = self.conversion.file, self.conversion.iterators
-        targets = [(p, file[p], it) for p, it in zip(self.paths, iterators, strict=True)]
-        self.conversion.pass_chunks(targets, self.space)
-
-    def __call__(self, iterator: LiveDataChunkIterator, chunk: Any | None) -> None:
-        """HDF5IO asks ``iterator`` for a chunk (``None``), or is about to get ``chunk``."""
-        check_stop()
-        self.start()  # before the first wait, so that readers can open the file at once
-        if chunk is None:  # HDF5IO writes each chunk before it asks any iterator for another
-            self.done()
-            return
-        k = self.conversion.iterators.index(iterator)
-        self.space.check(chunk.data.nbytes)
-        self.pending[k] = written_selection(chunk)
-        self.conversion.count(chunk)
-
-    def done(self) -> None:
-        """HDF5IO has written every chunk it was given."""
-        self.start()
-        if self.pending:
-            for k, selection in self.pending.items():
-                self.coverage[k].add(selection)
-            self.pending.clear()
-            self._mark()
-
-    def _mark(self) -> None:
-        output = self.conversion.output
-        if output is not None:
-            output.mark(min(c.prefix for c in self.coverage), None)
-
-
 def _timestamps_path(conversion: Conversion, frames_path: str) -> str | None:
     """A float dataset of one value per frame that grows with the scan (e.g. flush times),
     in the frames' group first (a master file may show several detectors, each with its own)."""
@@ -367,7 +304,7 @@ def to_nwb(
     OutputExistsError, OutputError, KeyboardInterrupt
         As for :func:`h5live.copy_live`.
     """
-    from pynwb import NWBHDF5IO
+    from h5live._live_nwb import LiveNWBHDF5IO
 
     meta = load_metadata(metadata)
     options = LiveOptions(
@@ -418,11 +355,7 @@ def to_nwb(
         conversion.check_options(sources, options)
         if resume and Path(nwbfile_path).exists():
             conversion.open_destination()
-            pairs = conversion.resume_iterators(options, sources)
-            conversion.file.swmr_mode = True
-            with conversion.guarded():
-                conversion.write(pairs)
-            return conversion.end()
+            return conversion.write(conversion.resume_iterators(options, sources))
         # The NWB objects are made (and the metadata checked) before the destination is touched.
         iterators = conversion.live_iterators(sources, options)
         from hdmf.backends.hdf5.h5_utils import H5DataIO
@@ -435,9 +368,7 @@ def to_nwb(
             times = H5DataIO(iterators[1], **times_filters) if times_path else None
         try:
             nwbfile = _nwbfile(meta, times is not None)
-            series = _series(
-                nwbfile, series_type, frames, times, rate, meta, iterators[0].frame_shape
-            )
+            _series(nwbfile, series_type, frames, times, rate, meta, iterators[0].frame_shape)
         except (TypeError, ValueError) as exc:
             where = (
                 f"the metadata {os.fspath(metadata)!r}"
@@ -448,18 +379,16 @@ def to_nwb(
                 f"{where} does not make a valid NWB file: {exc}. Fix: correct that field (see "
                 "the pynwb documentation of NWBFile, Subject and the series type)."
             ) from exc
-        paths = [f"/acquisition/{series.name}/data"]
-        if times is not None:
-            paths.append(f"/acquisition/{series.name}/timestamps")
-        conversion.open_destination(file_opener=_new_nwb_file)
-        with NWBHDF5IO(file=conversion.file, mode="w") as io:
-            writing = _Writing(conversion, io, paths, live)
-            for iterator in iterators:
-                iterator._on_chunk = writing
-            with conversion.guarded():
-                io.write(nwbfile, exhaust_dci=False)
-                writing.done()
-            return conversion.end()
+        conversion.open_destination(file_opener=create_live_file)
+        with LiveNWBHDF5IO(file=conversion.file, mode="w") as io:
+            try:
+                io.write(nwbfile)
+            finally:  # an output that exists is kept, also when the write stopped
+                if io.live_write is not None:
+                    conversion.output = io.live_write.output
+            if io.live_write is None:  # pragma: no cover - the series holds live iterators
+                raise RuntimeError("the NWB file was written without its live datasets")
+            return conversion.result(io.live_write)
 
 
 def _largest(conversion: Conversion) -> str:
@@ -474,7 +403,3 @@ def _largest(conversion: Conversion) -> str:
     datasets = [file[p] for p in paths]
     largest = largest_frames(datasets, conversion.follower.scan_rank)
     return paths[next(k for k, d in enumerate(datasets) if d is largest)]
-
-
-def _new_nwb_file(path: Path) -> Any:
-    return h5py.File(path, "w", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE)

@@ -1,0 +1,172 @@
+"""LiveHDF5IO: hdmf's ``HDF5IO`` in mode ``"w"``, writing every live chunk iterator live.
+
+Contract
+--------
+- ``with LiveHDF5IO(path, "w", manager=...) as io: io.write(container)`` writes the container
+  as ``HDF5IO`` does, except for the datasets whose data is a
+  :class:`~h5live.LiveDataChunkIterator` (bare or in an ``H5DataIO``): hdmf creates them with
+  every other object, the specification is cached, then h5live cuts them to no rows, adds its
+  bookkeeping (keys never empty, finished flag, frames complete, state: :mod:`h5live._output`),
+  switches the file to SWMR mode and writes them with the one live write loop
+  (:mod:`h5live._loop`), round-robin, so that SWMR readers (h5py, pynwb, ``h5live follow``,
+  swmr_tools) follow the file while it is written. ``write`` returns when every source has
+  stopped; the output then says ``complete`` or ``incomplete`` (``interrupted``/``failed`` if
+  it did not end normally). Other chunk iterators are written by hdmf, before SWMR mode.
+- The file is made with ``libver="latest"`` (SWMR needs it). Mode ``"w"`` replaces an
+  existing file by a new one (never truncating it under its readers) unless a writer still has
+  it open; ``"w-"`` and ``"x"`` refuse an existing file. A ``file=`` given must be such a file.
+- The bookkeeping goes where :attr:`LiveHDF5IO.live_layout` says (h5live's
+  ``/entry/keys/key_0`` layout; ``ScratchData`` in ``/scratch`` for NWB:
+  :class:`h5live.LiveNWBHDF5IO`). Its keys follow the first live dataset's scan; a frame is
+  marked complete once every live dataset holds it.
+- hdmf's private queue of chunk iterators is reached through :mod:`h5live._hdmf_private`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from hdmf.backends.hdf5.h5tools import HDF5IO
+
+from h5live._destination import create_live_file
+from h5live._hdmf_private import defer_chunk_iterators
+from h5live._iterator import LiveDataChunkIterator
+from h5live._loop import LiveTarget, LiveWrite
+from h5live._output import HDF5_LAYOUT, LiveOutput, OutputLayout
+from h5live._sink import DatasetSink
+
+__all__ = ["LiveHDF5IO", "LiveWriting"]
+
+logger = logging.getLogger(__name__)
+
+_CREATING = ("w", "w-", "x")
+_OLD_SUPERBLOCK = ("earliest", "v108")
+
+
+def _is_live(data: Any) -> bool:
+    return isinstance(data, LiveDataChunkIterator)
+
+
+class LiveWriting:
+    """What makes an hdmf ``HDF5IO`` (or a subclass, such as pynwb's) write live: mix it in
+    before the IO class."""
+
+    #: Where the bookkeeping goes.
+    live_layout: OutputLayout = HDF5_LAYOUT
+
+    def __init__(self, path: Any = None, mode: str = "w", *args: Any, **kwargs: Any) -> None:
+        if mode not in _CREATING:
+            raise ValueError(
+                f"{type(self).__name__} writes new files only (mode 'w', 'w-' or 'x'), got mode "
+                f"{mode!r}. Fix: use {type(self).__mro__[2].__name__} to read or append, or "
+                "h5live.to_nwb(..., resume=True) / copy_live(..., resume=True) to continue a live "
+                "output."
+            )
+        file = kwargs.pop("file", None)
+        made = None
+        if file is None:
+            if path is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs a path or file=. Fix: pass the path of the "
+                    "file to write."
+                )
+            file = made = create_live_file(path, mode)
+        elif file.libver[0] in _OLD_SUPERBLOCK or file.mode != "r+":
+            raise ValueError(
+                f"file {file.filename!r} was opened with libver={file.libver} and mode "
+                f"{file.mode!r}; SWMR mode needs a file made with libver='latest', open for "
+                "writing. Fix: h5py.File(path, 'w', libver='latest'), or pass the path instead."
+            )
+        self.live_write: LiveWrite | None = None
+        try:
+            super().__init__(path, mode, *args, file=file, **kwargs)  # type: ignore[call-arg]
+            self._live_queue = defer_chunk_iterators(self, _is_live)
+        except BaseException:
+            if made is not None:
+                made.close()
+            raise
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        """Write the container as hdmf does, its live chunk iterators live (see the module)."""
+        queue = self._live_queue
+        queue.deferred.clear()
+        super().write(*args, **kwargs)  # type: ignore[misc]  # every object, the spec cached
+        if queue.deferred:
+            pairs = list(queue.deferred)
+            queue.deferred.clear()
+            self._write_live(pairs)
+
+    def _write_live(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> None:
+        file = self._file  # type: ignore[attr-defined]
+        primary = pairs[0][1]
+        rank = primary.scan_rank
+        for dataset, iterator in pairs:  # hdmf made them as long as the frames complete so far
+            per_row = max(math.prod(iterator.scan_inner), 1)
+            dataset.resize(iterator.start_frame // per_row, axis=0)
+        output = LiveOutput.create(
+            file,
+            self.live_layout,
+            primary.recommended_data_shape()[:rank],
+            primary.final_rows,
+            source=primary.source_file,
+            datasets=[dataset.name for dataset, _ in pairs],
+            source_datasets=[iterator.source_dataset_path for _, iterator in pairs],
+        )
+        targets = [
+            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator))
+            for dataset, iterator in pairs
+        ]
+        self.live_write = LiveWrite(file, output, targets)
+        file.swmr_mode = True  # every object exists: from now on only values change
+        logger.info("%s: live, %d dataset(s)", file.filename, len(targets))
+        self.live_write.run()
+
+
+class LiveHDF5IO(LiveWriting, HDF5IO):  # type: ignore[misc]
+    """hdmf's ``HDF5IO`` for new files, writing live chunk iterators live.
+
+    A drop-in for ``HDF5IO(path, "w", manager=...)``: every
+    :class:`~h5live.LiveDataChunkIterator` in the container (bare or in an ``H5DataIO``) is
+    written while its source is, the file in SWMR mode before the first frame lands, with
+    h5live's bookkeeping (``/entry/keys/key_0``, ``/entry/finished``, ``/entry/h5live/...``)
+    so that ``h5live follow`` and swmr_tools follow it.
+
+    Parameters
+    ----------
+    path
+        The file to write.
+    mode
+        ``"w"`` (replace an existing file by a new one), ``"w-"`` or ``"x"`` (refuse one).
+    manager, file, comm, driver, herd_path
+        As for ``HDF5IO``; a ``file`` given must be made with ``libver="latest"``.
+
+    Attributes
+    ----------
+    live_write
+        The last write's :class:`~h5live._loop.LiveWrite` (its ``state``, ``output``,
+        ``bytes_written``, ``chunk_copy``), or None.
+
+    Raises
+    ------
+    ValueError
+        Another mode, or a file that cannot enter SWMR mode.
+    OutputExistsError
+        The file exists (``"w-"``, ``"x"``) or a writer has it open.
+
+    Examples
+    --------
+    >>> from hdmf.backends.hdf5.h5_utils import H5DataIO  # doctest: +SKIP
+    >>> from hdmf.common import DynamicTable, VectorData, get_manager  # doctest: +SKIP
+    >>> frames = LiveDataChunkIterator("scan.h5", "/entry/data/data")  # doctest: +SKIP
+    >>> table = DynamicTable(name="t", description="d",
+    ...     columns=[VectorData(name="frames", description="f", data=H5DataIO(frames))])
+    >>> with LiveHDF5IO("out.h5", "w", manager=get_manager()) as io:  # doctest: +SKIP
+    ...     io.write(table)
+    """
+
+    def __repr__(self) -> str:
+        state = None if self.live_write is None else self.live_write.state
+        return f"<LiveHDF5IO {self.source!r} live_state={state!r}>"
