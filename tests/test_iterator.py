@@ -440,7 +440,12 @@ def test_without_max_latency_selections_stay_on_chunk_boundaries(writer_process)
     process = writer_process(scan_shape=(100,), frame_shape=(2,), frame_rate_hz=2000, hold_at=0)
     process.go()
     with LiveDataChunkIterator(
-        process.path, "/entry/data/data", chunk_shape=(8, 2), buffer_shape=(24, 2), timeout=30
+        process.path,
+        "/entry/data/data",
+        chunk_shape=(8, 2),
+        buffer_shape=(24, 2),
+        max_latency_s=None,
+        timeout=30,
     ) as it:
         edges = [(c.selection[0].start, c.selection[0].stop) for c in it]
     assert process.wait() == 0

@@ -243,6 +243,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         ``max_latency_s`` whatever the frame size and rate, at the cost of writing a chunk
         that fills slower than that more than once (about chunk fill time / ``max_latency_s``
         times). ``None``: whole buffers only, on chunk boundaries (each chunk written once).
+        The default, 1 s, makes the simplest ``H5DataIO(LiveDataChunkIterator(...))`` write
+        live; over a finished source every buffer is complete at once, so it changes nothing.
     start_row
         Hand out rows from this one on (along the first axis; a multiple of the chunk rows),
         e.g. to resume a conversion whose destination already holds the rows before it.
@@ -300,7 +302,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         timeout: float | None = 10.0,
         poll_interval_s: float = 0.001,
         final_scan_shape: Sequence[int] | None = None,
-        max_latency_s: float | None = None,
+        max_latency_s: float | None = 1.0,
         start_row: int = 0,
         strict: bool = False,
         open_timeout_s: float = 10.0,
