@@ -26,11 +26,13 @@ import h5py
 import numpy as np
 import pynwb
 import pytest
+from hdmf.backends.hdf5.h5_utils import H5DataIO
 from jsonschema import ValidationError
 from neuroconv import BaseDataInterface, ConverterPipe, NWBConverter
 from neuroconv.tools import nwb_helpers
 from nwbinspector import inspect_nwbfile
 
+from h5live import LiveDataChunkIterator
 from h5live.errors import DatasetNotFoundError, SourceNotReadyError
 from h5live.neuroconv import (
     BackendConfigurationError,
@@ -39,6 +41,7 @@ from h5live.neuroconv import (
     LiveHDF5Interface,
     NWBSourceError,
     configure_and_write_nwbfile,
+    configure_backend,
     get_default_backend_configuration,
 )
 from h5live.neuroconv._private import ASSUMED_NEUROCONV
@@ -318,6 +321,7 @@ def test_an_edited_backend_configuration_is_what_the_file_holds(
     times.compressors = None
 
     writer.go()  # the iterators were made while the length was unknown
+    configure_backend(nwbfile, configuration)
     configure_and_write_nwbfile(
         nwbfile, nwbfile_path=tmp_path / "camera.nwb", backend_configuration=configuration
     )
@@ -329,6 +333,9 @@ def test_an_edited_backend_configuration_is_what_the_file_holds(
     assert series.data.data.buffer_shape == (24, 16, 12)
     assert series.timestamps.data.buffer_shape == (64,)
     interface.close()  # before the source is read again: this process's view of it is its
+    # Applied twice (configure_backend, then configure_and_write_nwbfile) is applied once.
+    assert isinstance(series.data, H5DataIO)
+    assert isinstance(series.data.data, LiveDataChunkIterator)
     # ... and the file holds the configuration's chunks and compression.
     written = read_series(tmp_path / "camera.nwb", "camera")
     assert written["chunks"] == (8, 16, 12)

@@ -30,6 +30,7 @@ from neuroconv.tools.nwb_helpers import (
     HDF5DatasetIOConfiguration,
     ZarrBackendConfiguration,
     ZarrDatasetIOConfiguration,
+    get_default_dataset_io_configurations,
 )
 from neuroconv.tools.nwb_helpers import configure_backend as neuroconv_configure_backend
 from neuroconv.tools.nwb_helpers import (
@@ -212,7 +213,9 @@ def configure_backend(nwbfile: Any, backend_configuration: Any) -> None:
     iterator is rebuilt, if needed, with its entry's chunk and buffer shapes, and wrapped in the
     backend's DataIO with the entry's chunks and compression; neuroconv configures the rest.
     An entry is found by location (``acquisition/camera/data``), as neuroconv remaps a
-    configuration made from another NWBFile of the same structure.
+    configuration made from another NWBFile of the same structure. Datasets in a DataIO
+    already (configured before, or wrapped by the user) are left as they are, as neuroconv's
+    default configuration leaves them, so applying a configuration twice is harmless.
 
     Raises
     ------
@@ -238,7 +241,6 @@ def configure_backend(nwbfile: Any, backend_configuration: Any) -> None:
             (dataset, entry, follow_shapes(dataset, entry.chunk_shape, entry.buffer_shape))
         )
     data_io_class = backend_configuration.data_io_class
-    taken = {entry.location_in_file for _, entry, _ in planned}
     for dataset, entry, iterator in planned:
         dataset.neurodata_object.fields[dataset.field] = iterator
         dataset.neurodata_object.set_data_io(
@@ -246,7 +248,15 @@ def configure_backend(nwbfile: Any, backend_configuration: Any) -> None:
             data_io_class=data_io_class,
             data_io_kwargs=entry.get_data_io_kwargs(),
         )
-    rest = {key: entry for key, entry in entries.items() if key not in taken}
+    # What neuroconv would configure now (the live datasets are in a DataIO by now, and so are
+    # datasets configured before): the rest of the entries, by location.
+    open_to_configuration = {
+        entry.location_in_file
+        for entry in get_default_dataset_io_configurations(
+            nwbfile=nwbfile, backend=backend_configuration.backend
+        )
+    }
+    rest = {key: entry for key, entry in entries.items() if key in open_to_configuration}
     neuroconv_configure_backend(
         nwbfile=nwbfile,
         backend_configuration=backend_configuration.model_copy(
