@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -33,6 +35,7 @@ from neuroconv.tools import nwb_helpers
 from nwbinspector import inspect_nwbfile
 
 from h5live import LiveDataChunkIterator
+from h5live._output import NWB_LAYOUT
 from h5live.errors import DatasetNotFoundError, SourceNotReadyError
 from h5live.neuroconv import (
     BackendConfigurationError,
@@ -45,7 +48,9 @@ from h5live.neuroconv import (
     get_default_backend_configuration,
 )
 from h5live.neuroconv._private import ASSUMED_NEUROCONV
+from h5live.neuroconv._write import HDF5_IO
 from h5live.testing import frame_values, wait_for_progress
+from helpers import H5LIVE, ended, output_status, wait_for_frames
 
 pytestmark = pytest.mark.live  # real writer processes
 
@@ -281,6 +286,44 @@ def test_run_conversion_of_a_live_source_of_unknown_length_equals_the_source(
     assert series["compression"] == "gzip"  # neuroconv's default configuration
     assert_valid(out)
     assert interface.iterators == []  # the session is closed
+
+
+@pytest.mark.skipif(
+    HDF5_IO is pynwb.NWBHDF5IO,
+    reason="h5live.neuroconv writes HDF5 with pynwb's NWBHDF5IO (not followable while written) "
+    "until h5live.LiveNWBHDF5IO takes several independent sources in one file",
+)
+def test_a_live_conversion_is_followed_while_it_is_written(
+    writer_process, spawn, tmp_path, interfaces
+):
+    writer = writer_process(
+        "camera.h5", scan_shape=(120,), frame_shape=(8, 8), timestamps=True, hold_at=40
+    )
+    interface = LiveHDF5Interface(writer.path, timeout=IDLE_S)
+    interfaces.append(interface)
+    out = tmp_path / "camera.nwb"
+    metadata = session(interface.get_metadata())
+    run = Background(lambda: interface.run_conversion(out, metadata=metadata, max_latency_s=0.05))
+    # Mid-write (the writer holds at frame 40): the file says 40 frames are complete, and its
+    # series holds those 40, no row more.
+    wait_for_frames(out, 40, layout=NWB_LAYOUT, data="/acquisition/camera/data")
+    mid = output_status(out, NWB_LAYOUT, "/acquisition/camera/data")
+    assert (mid["frames"], mid["data"], mid["state"]) == (40, 40, "writing")
+    follower = spawn(
+        [*H5LIVE, "follow", str(out), "--timeout", "60", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writer.go()
+    run.join()
+    writer.wait()
+    code, summary, err = ended(follower)
+    assert code == 0, err
+    assert (json.loads(summary)["frames"], json.loads(summary)["stop_reason"]) == (120, "finished")
+    np.testing.assert_array_equal(read_series(out, "camera")["data"], expected(120, (8, 8)))
+    assert output_status(out, NWB_LAYOUT, "/acquisition/camera/data")["state"] == "complete"
+    assert_valid(out)
 
 
 def test_neuroconvs_own_default_configuration_refuses_an_unknown_length(writer_process, interfaces):
