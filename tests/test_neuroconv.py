@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -42,6 +42,7 @@ from h5live.neuroconv import (
     LiveConverterPipe,
     LiveHDF5DatasetIOConfiguration,
     LiveHDF5Interface,
+    LiveNWBConverter,
     NWBSourceError,
     configure_and_write_nwbfile,
     configure_backend,
@@ -389,6 +390,70 @@ def test_an_edited_backend_configuration_is_what_the_file_holds(
     np.testing.assert_array_equal(written["data"], expected(120, (16, 12)))
     flush = source_array(writer.path, "/entry/flush_time")
     np.testing.assert_allclose(written["timestamps"], seconds_after_start(flush), atol=1e-6)
+    assert_valid(tmp_path / "camera.nwb")
+
+
+def test_an_nwbfile_a_user_builds_with_live_iterators_is_configured_and_written(
+    writer_process, tmp_path
+):
+    # No interface: a user's own NWBFile, neuroconv's workflow, h5live's two functions.
+    writer = writer_process(
+        "camera.h5", scan_shape=(100,), frame_shape=(10, 8), timestamps=True, hold_at=15
+    )
+    frames = LiveDataChunkIterator(writer.path, "/entry/data/data", max_latency_s=1.0)
+    times = LiveDataChunkIterator(
+        frames.dataset.file["/entry/flush_time"], follower=frames.follower, max_latency_s=1.0
+    )
+    with frames, times:
+        nwbfile = pynwb.NWBFile(
+            session_description="a user's own NWBFile",
+            identifier="h5live-user-nwbfile",
+            session_start_time=datetime.datetime.fromisoformat(START),
+        )
+        nwbfile.add_acquisition(
+            pynwb.image.ImageSeries(name="camera", data=frames, timestamps=times, unit="counts")
+        )
+        configuration = get_default_backend_configuration(nwbfile, backend="hdf5")
+        entry = configuration.dataset_configurations["acquisition/camera/data"]
+        assert entry.full_shape == (None, 10, 8)
+        entry.chunk_shape, entry.buffer_shape = (5, 10, 8), (20, 10, 8)
+        writer.go()
+        configure_and_write_nwbfile(
+            nwbfile, nwbfile_path=tmp_path / "camera.nwb", backend_configuration=configuration
+        )
+        writer.wait()
+        written = nwbfile.acquisition["camera"].data.data
+        assert (written.chunk_shape, written.buffer_shape) == ((5, 10, 8), (20, 10, 8))
+        assert written.dataset is frames.dataset  # the same open dataset: no second handle
+    series = read_series(tmp_path / "camera.nwb", "camera")
+    assert series["chunks"] == (5, 10, 8)
+    np.testing.assert_array_equal(series["data"], expected(100, (10, 8)))
+    flush = source_array(writer.path, "/entry/flush_time")
+    np.testing.assert_array_equal(series["timestamps"], flush)  # the user's, as they are
+
+
+def test_a_live_nwb_converter_with_conversion_options(writer_process, tmp_path):
+    # neuroconv's NWBConverter machinery: source data validated against the interface's
+    # source schema, conversion options against add_to_nwbfile's signature.
+    class Session(LiveNWBConverter):
+        data_interface_classes: ClassVar[dict[str, type]] = {"Camera": LiveHDF5Interface}
+
+    writer = writer_process("camera.h5", scan_shape=(40,), frame_shape=(6, 6), hold_at=5)
+    converter = Session(source_data={"Camera": {"file_path": writer.path, "rate": 20.0}})
+    try:
+        metadata = session(converter.get_metadata())
+        writer.go()
+        converter.run_conversion(
+            tmp_path / "camera.nwb",
+            metadata=metadata,
+            conversion_options={"Camera": {"max_latency_s": 0.1}},
+        )
+    finally:
+        converter.close()
+    writer.wait()
+    series = read_series(tmp_path / "camera.nwb", "camera")
+    assert series["rate"] == 20.0
+    np.testing.assert_array_equal(series["data"], expected(40, (6, 6)))
     assert_valid(tmp_path / "camera.nwb")
 
 
