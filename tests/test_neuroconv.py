@@ -457,6 +457,30 @@ def test_a_live_nwb_converter_with_conversion_options(writer_process, tmp_path):
     assert_valid(tmp_path / "camera.nwb")
 
 
+def test_a_configuration_made_while_live_fits_the_source_once_it_has_finished(
+    writer_process, tmp_path, interfaces
+):
+    # neuroconv's workflow: a configuration from one NWBFile, run_conversion makes another.
+    # Here the source finished in between, so the second knows the length (40 rows) and the
+    # configuration's chunks of 4096 rows (made for an unknown length) are cut to it.
+    writer = writer_process("camera.h5", scan_shape=(40,), frame_shape=(8, 8), hold_at=5)
+    interface = LiveHDF5Interface(writer.path, rate=10.0, timeout=IDLE_S)
+    interfaces.append(interface)
+    metadata = session(interface.get_metadata())
+    configuration = get_default_backend_configuration(
+        interface.create_nwbfile(metadata=metadata), backend="hdf5"
+    )
+    assert configuration.dataset_configurations["acquisition/camera/data"].chunk_shape[0] > 40
+    writer.go()
+    writer.wait()
+    out = tmp_path / "camera.nwb"
+    interface.run_conversion(out, metadata=metadata, backend_configuration=configuration)
+    series = read_series(out, "camera")
+    assert series["chunks"] == (40, 8, 8)
+    np.testing.assert_array_equal(series["data"], expected(40, (8, 8)))
+    assert_valid(out)
+
+
 def test_a_configuration_a_live_dataset_cannot_follow_is_refused_before_the_file(
     writer_process, tmp_path, interfaces
 ):

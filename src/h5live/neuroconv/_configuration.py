@@ -242,11 +242,11 @@ def configure_backend(nwbfile: Any, backend_configuration: Any) -> None:
         )
     data_io_class = backend_configuration.data_io_class
     for dataset, entry, iterator in planned:
+        kwargs = entry.get_data_io_kwargs()
+        kwargs["chunks"] = tuple(iterator.chunk_shape)  # the entry's, as the data allows
         dataset.neurodata_object.fields[dataset.field] = iterator
         dataset.neurodata_object.set_data_io(
-            dataset_name=dataset.field,
-            data_io_class=data_io_class,
-            data_io_kwargs=entry.get_data_io_kwargs(),
+            dataset_name=dataset.field, data_io_class=data_io_class, data_io_kwargs=kwargs
         )
     # What neuroconv would configure now (the live datasets are in a DataIO by now, and so are
     # datasets configured before): the rest of the entries, by location.

@@ -11,7 +11,9 @@ Contract
   takes a length of ``None`` for a number, and puts the iterators back after, whatever happens.
 - :func:`follow_shapes` returns an iterator with the configuration's chunk and buffer shapes:
   the iterator itself if they are its own, else a new one over the same dataset and follower
-  (no second handle on the source), with every other option of the old one. neuroconv leaves
+  (no second handle on the source), with every other option of the old one. Along the first
+  axis they are cut to the data's length when the iterator knows it (a configuration made while
+  the source was live, applied once it has finished). neuroconv leaves
   the iterator's own buffers in place and gives only the destination the new chunk shape
   (0.10.2: "TODO: update buffer shape in iterator"); here both follow the configuration.
 """
@@ -114,6 +116,20 @@ def follow_shapes(
     if buffers is None:  # whole chunks along the first axis, as many as the old buffer held
         rows = max(chunks[0], int(old.buffer_shape[0]) // chunks[0] * chunks[0])
         buffers = (rows, *chunks[1:])
+    final = old.final_rows
+    if final is not None and max(chunks[0], buffers[0]) > final:
+        # A configuration made while the length was unknown, for an iterator made once it was
+        # known (the source finished in between): as long as the data, as neuroconv's default
+        # would be (hdmf and HDF5 refuse chunks longer than a dataset of fixed length).
+        logger.info(
+            "%s: the source has %d rows: chunk_shape %s and buffer_shape %s cut to them",
+            dataset.location,
+            final,
+            chunks,
+            buffers,
+        )
+        chunks = (min(chunks[0], final), *chunks[1:])
+        buffers = (min(buffers[0], final), *buffers[1:])
     if chunks == tuple(old.chunk_shape) and buffers == tuple(old.buffer_shape):
         return old
     if old.frames_done:
