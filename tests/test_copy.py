@@ -423,3 +423,22 @@ def test_a_frame_is_keyed_only_once_every_live_dataset_holds_it(
     result = copy_live(writer.path, tmp_path / "copy.h5", chunk_shape=(8, 2), buffer_shape=(8, 2))
     assert result.frames_complete == 64
     assert checked[-1] == 64
+
+
+def test_options_come_as_one_object_or_as_keywords(simulated_writer, tmp_path):
+    from h5live import ConversionOptions
+
+    writer = simulated_writer(scan_shape=(40,), frame_shape=(4,))
+    writer.run()
+    writer.close()
+    shared = ConversionOptions(chunk_shape=(8, 4), timeout=5.0)
+    by_object = copy_live(writer.path, tmp_path / "a.h5", options=shared)
+    by_keywords = copy_live(writer.path, tmp_path / "b.h5", chunk_shape=(8, 4), timeout=5.0)
+    overridden = copy_live(writer.path, tmp_path / "c.h5", options=shared, chunk_shape=(4, 4))
+    for name, chunks in (("a.h5", 8), ("b.h5", 8), ("c.h5", 4)):
+        with h5py.File(tmp_path / name, "r") as f:
+            assert f[DATA].chunks == (chunks, 4)
+            np.testing.assert_array_equal(f[DATA][...], expected(40, (4,)))
+    assert by_object.state == by_keywords.state == overridden.state == "complete"
+    with pytest.raises(TypeError, match=r"'chunk_shap'.*ConversionOptions"):
+        copy_live(writer.path, tmp_path / "d.h5", chunk_shap=(8, 4))

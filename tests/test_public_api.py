@@ -15,6 +15,7 @@ def test_h5live_all():
         [
             "KNOWN_LAYOUTS",
             "ChunkSource",
+            "ConversionOptions",
             "ConversionResult",
             "DataSource",
             "FollowPolicy",

@@ -17,6 +17,7 @@ from h5live._follow import FollowPolicy, KeyFollower, StopReason
 from h5live._iterator import LiveDataChunkIterator
 from h5live._live_io import LiveHDF5IO
 from h5live._nwb import to_nwb
+from h5live._options import ConversionOptions
 from h5live._read import FrameReader, SliceDict
 from h5live._rows import RowKeyFollower
 from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
@@ -50,6 +51,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "KNOWN_LAYOUTS",
     "ChunkSource",
+    "ConversionOptions",
     "ConversionResult",
     "DataSource",
     "FollowPolicy",

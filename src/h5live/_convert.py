@@ -39,6 +39,7 @@ from h5live._follow import FollowPolicy, KeyFollower
 from h5live._iterator import LiveDataChunkIterator
 from h5live._keys import refresh_dataset
 from h5live._loop import LiveTarget, LiveWrite
+from h5live._options import ConversionOptions
 from h5live._output import LiveOutput, OutputLayout, frames_keyed
 from h5live._recover import clear_writer_flags, writer_flags
 from h5live._sink import DatasetSink
@@ -128,6 +129,20 @@ class LiveOptions:
     progress_bar_options: dict[str, Any] | None = None
     #: processing stages per source dataset path
     stages: Mapping[str, Sequence[Stage]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, options: ConversionOptions) -> LiveOptions:
+        """The iterator options of a conversion's options."""
+        return cls(
+            options.chunk_mb,
+            options.chunk_shape,
+            options.buffer_gb,
+            options.buffer_shape,
+            options.max_latency_s,
+            options.display_progress,
+            options.progress_bar_class,
+            options.progress_bar_options,
+        )
 
 
 def writer_flags_or_zero(path: str) -> int:
@@ -297,6 +312,28 @@ class Conversion:
         self.start = 0
 
     # ------------------------------------------------------------------ files
+
+    @classmethod
+    def of(
+        cls,
+        source: str | os.PathLike[str],
+        destination: str | os.PathLike[str],
+        layout: OutputLayout,
+        options: ConversionOptions,
+    ) -> Conversion:
+        """A conversion with the source and destination options of ``options``."""
+        return cls(
+            source,
+            destination,
+            layout,
+            key_paths=options.key_paths,
+            finished_path=options.finished_path,
+            timeout=options.timeout,
+            poll_interval_s=options.poll_interval_s,
+            open_timeout_s=options.open_timeout_s,
+            resume=options.resume,
+            overwrite=options.overwrite,
+        )
 
     def __enter__(self) -> Conversion:
         return self

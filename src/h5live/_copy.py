@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -41,6 +41,7 @@ from h5live._convert import (
 )
 from h5live._destination import create_live_dataset
 from h5live._follow import KeyFollower
+from h5live._options import ConversionOptions
 from h5live._output import HDF5_LAYOUT
 from h5live._source import object_identity, source_path, walk_datasets
 from h5live._stages import Stage
@@ -110,25 +111,12 @@ def copy_live(
     destination: str | os.PathLike[str],
     *,
     datasets: Sequence[str] | None = None,
-    key_paths: Sequence[str] | None = None,
-    finished_path: str | None = None,
     compression: Compression = SOURCE,
     compression_opts: Any = None,
     shuffle: bool = False,
-    chunk_mb: float | None = None,
-    chunk_shape: tuple[int, ...] | None = None,
-    buffer_gb: float | None = None,
-    buffer_shape: tuple[int, ...] | None = None,
-    max_latency_s: float | None = 1.0,
-    timeout: float | None = 10.0,
-    poll_interval_s: float = 0.001,
-    open_timeout_s: float = 10.0,
-    resume: bool = False,
-    overwrite: bool = False,
-    display_progress: bool = False,
-    progress_bar_class: Callable[..., Any] | None = None,
-    progress_bar_options: dict[str, Any] | None = None,
     stages: Sequence[Stage] | Mapping[str, Sequence[Stage]] | None = None,
+    options: ConversionOptions | None = None,
+    **keywords: Any,
 ) -> ConversionResult:
     """Copy a live source into an HDF5 file, incrementally, as a live source itself.
 
@@ -139,32 +127,25 @@ def copy_live(
     datasets
         Data datasets to copy live (default: every dataset that grows with the scan). Static
         datasets, groups and attributes are always copied.
-    key_paths, finished_path
-        The source's keys and finished flag (default: found in the known layouts).
     compression, compression_opts, shuffle
         The copy's filters: ``"source"`` (the default: each dataset's own filters, and the
         source's chunks where they hold at least 64 KiB, so that stored chunks are copied raw,
         never decoded), ``None``, ``"gzip"`` (with a level), ``"lzf"``, an hdf5plugin filter
         name or object (``"zstd"``, ``hdf5plugin.Blosc(...)``), as for ``H5DataIO``.
-    chunk_mb, chunk_shape, buffer_gb, buffer_shape
-        As for :class:`~h5live.LiveDataChunkIterator`, for the first data dataset (default:
-        buffers of 128 MB); the others get chunks of whole chunk rows of it and the same
-        buffer rows where they divide.
-    max_latency_s
-        Release whole chunk rows once the oldest waiting complete frame has waited this long
-        (``None``: whole buffers only). The default keeps the copy within about a second of
-        the source.
-    timeout, poll_interval_s, open_timeout_s
-        Idle timeout of the source, its poll interval, and how long to wait for it to appear.
-    resume, overwrite
-        Continue an existing copy of this source, or replace an existing file.
-    display_progress, progress_bar_class, progress_bar_options
-        A tqdm progress bar (frames, MB/s, lag behind the writer).
     stages
         Processing stages (:class:`h5live.Stage`) applied to each buffer of complete frames
         before it is written: a list for the data dataset with the largest frames (the
         detector's), or a mapping from source dataset paths to lists. The copy holds their
         output (its frame shape and dtype) and is followable like any other.
+    options
+        How to follow the source and write the copy (:class:`h5live.ConversionOptions`).
+    **keywords
+        Any field of :class:`h5live.ConversionOptions`, overriding ``options``: ``key_paths``,
+        ``finished_path``, ``chunk_mb``, ``chunk_shape``, ``buffer_gb``, ``buffer_shape``
+        (default: buffers of 128 MB), ``max_latency_s`` (default 1 s: a complete frame is in
+        the copy within about that long), ``timeout``, ``poll_interval_s``,
+        ``open_timeout_s``, ``resume``, ``overwrite``, ``display_progress``,
+        ``progress_bar_class``, ``progress_bar_options``.
 
     Returns
     -------
@@ -172,6 +153,8 @@ def copy_live(
 
     Raises
     ------
+    TypeError
+        A keyword that is neither a parameter nor a field of ``ConversionOptions``.
     OutputExistsError
         The destination exists (without ``resume`` or ``overwrite``), or cannot be resumed.
     OutputError
@@ -179,28 +162,8 @@ def copy_live(
     KeyboardInterrupt
         After marking the output ``interrupted`` (it can be resumed).
     """
-    options = LiveOptions(
-        chunk_mb,
-        chunk_shape,
-        buffer_gb,
-        buffer_shape,
-        max_latency_s,
-        display_progress,
-        progress_bar_class,
-        progress_bar_options,
-    )
-    with Conversion(
-        source,
-        destination,
-        HDF5_LAYOUT,
-        key_paths=key_paths,
-        finished_path=finished_path,
-        timeout=timeout,
-        poll_interval_s=poll_interval_s,
-        open_timeout_s=open_timeout_s,
-        resume=resume,
-        overwrite=overwrite,
-    ) as conversion:
+    given = ConversionOptions.of(options, keywords, "copy_live")
+    with Conversion.of(source, destination, HDF5_LAYOUT, given) as conversion:
         follower, source_file = conversion.follower, conversion.source_file
         paths = list(datasets) if datasets is not None else data_datasets(source_file, follower)
         if not paths:
@@ -211,15 +174,14 @@ def copy_live(
             )
         sources = conversion.live_datasets(paths)  # before the destination is touched
         paths = [source_path(dataset) for dataset in sources]  # the master's, through links
-        options = dataclasses.replace(options, stages=stages_by_path(stages, sources))
-        options, filters = conversion_filters(
-            options, compression, compression_opts, shuffle, sources
-        )
-        conversion.check_options(sources, options)
+        live = LiveOptions.of(given)
+        live = dataclasses.replace(live, stages=stages_by_path(stages, sources))
+        live, filters = conversion_filters(live, compression, compression_opts, shuffle, sources)
+        conversion.check_options(sources, live)
         if conversion.open_destination():
-            pairs = conversion.resume_iterators(options, sources)
+            pairs = conversion.resume_iterators(live, sources)
         else:
-            iterators = conversion.live_iterators(sources, options)
+            iterators = conversion.live_iterators(sources, live)
             skip = {*paths, *_bookkeeping(source_file, follower)}
             skip |= {HDF5_LAYOUT.status, HDF5_LAYOUT.keys}
             _copy_static(source_file, conversion.file, skip)

@@ -30,7 +30,7 @@ import logging
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from h5live._convert import (
 )
 from h5live._copy import data_datasets
 from h5live._destination import create_live_file
+from h5live._options import ConversionOptions
 from h5live._output import NWB_LAYOUT
 from h5live._source import largest_frames, source_path
 from h5live._stages import Stage
@@ -243,24 +244,11 @@ def to_nwb(
     rate: float | None = None,
     timestamps_path: str | None = None,
     metadata: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-    key_paths: Sequence[str] | None = None,
-    finished_path: str | None = None,
     compression: Compression = None,
     compression_opts: Any = None,
-    chunk_mb: float | None = None,
-    chunk_shape: tuple[int, ...] | None = None,
-    buffer_gb: float | None = None,
-    buffer_shape: tuple[int, ...] | None = None,
-    max_latency_s: float | None = 1.0,
-    timeout: float | None = 10.0,
-    poll_interval_s: float = 0.001,
-    open_timeout_s: float = 10.0,
-    resume: bool = False,
-    overwrite: bool = False,
-    display_progress: bool = False,
-    progress_bar_class: Callable[..., Any] | None = None,
-    progress_bar_options: dict[str, Any] | None = None,
     stages: Sequence[Stage] | None = None,
+    options: ConversionOptions | None = None,
+    **keywords: Any,
 ) -> ConversionResult:
     """Convert a live acquisition into an NWB file, incrementally.
 
@@ -280,17 +268,16 @@ def to_nwb(
         ``session_start_time``, ``identifier``, ``experimenter``, ...), ``subject``,
         ``series`` (``name``, ``unit``, ``description``, ...), ``device``,
         ``imaging_plane``, ``electrodes``.
-    key_paths, finished_path, compression, compression_opts
-        As for :func:`h5live.copy_live`.
-    chunk_mb, chunk_shape, buffer_gb, buffer_shape, max_latency_s
-        As for :func:`h5live.copy_live`.
-    timeout, poll_interval_s, open_timeout_s, resume, overwrite
-        As for :func:`h5live.copy_live`.
-    display_progress, progress_bar_class, progress_bar_options
-        As for :func:`h5live.copy_live`.
+    compression, compression_opts
+        As for :func:`h5live.copy_live`, except that the default is no compression.
     stages
         Processing stages (:class:`h5live.Stage`) applied to the frames before they are
         written; the series holds their output (``"auto"`` chooses the series type by it).
+    options, **keywords
+        How to follow the source and write the file: a :class:`h5live.ConversionOptions`,
+        and any of its fields as keywords overriding it (``key_paths``, ``chunk_shape``,
+        ``max_latency_s``, ``timeout``, ``resume``, ``overwrite``, ...), as for
+        :func:`h5live.copy_live`.
 
     Returns
     -------
@@ -301,34 +288,15 @@ def to_nwb(
     ValueError
         A grid scan (NWB series are time series), frames that do not suit the series type, no
         timing, or unreadable metadata.
-    OutputExistsError, OutputError, KeyboardInterrupt
+    TypeError, OutputExistsError, OutputError, KeyboardInterrupt
         As for :func:`h5live.copy_live`.
     """
     from h5live._live_nwb import LiveNWBHDF5IO
 
     meta = load_metadata(metadata)
-    options = LiveOptions(
-        chunk_mb,
-        chunk_shape,
-        buffer_gb,
-        buffer_shape,
-        max_latency_s,
-        display_progress,
-        progress_bar_class,
-        progress_bar_options,
-    )
-    with Conversion(
-        source,
-        nwbfile_path,
-        NWB_LAYOUT,
-        key_paths=key_paths,
-        finished_path=finished_path,
-        timeout=timeout,
-        poll_interval_s=poll_interval_s,
-        open_timeout_s=open_timeout_s,
-        resume=resume,
-        overwrite=overwrite,
-    ) as conversion:
+    given = ConversionOptions.of(options, keywords, "to_nwb")
+    with Conversion.of(source, nwbfile_path, NWB_LAYOUT, given) as conversion:
+        live_options = LiveOptions.of(given)
         if conversion.follower.scan_rank != 1:
             raise ValueError(
                 f"{conversion.source_path!r} is a grid scan (scan rank "
@@ -348,16 +316,16 @@ def to_nwb(
         # checked before the destination is touched; through links, the paths in the source
         live = [source_path(dataset) for dataset in sources]
         if stages:
-            options = dataclasses.replace(options, stages={live[0]: list(stages)})
-        options, filters = conversion_filters(
-            options, compression, compression_opts, False, sources
+            live_options = dataclasses.replace(live_options, stages={live[0]: list(stages)})
+        live_options, filters = conversion_filters(
+            live_options, compression, compression_opts, False, sources
         )
-        conversion.check_options(sources, options)
-        if resume and Path(nwbfile_path).exists():
+        conversion.check_options(sources, live_options)
+        if given.resume and Path(nwbfile_path).exists():
             conversion.open_destination()
-            return conversion.write(conversion.resume_iterators(options, sources))
+            return conversion.write(conversion.resume_iterators(live_options, sources))
         # The NWB objects are made (and the metadata checked) before the destination is touched.
-        iterators = conversion.live_iterators(sources, options)
+        iterators = conversion.live_iterators(sources, live_options)
         from hdmf.backends.hdf5.h5_utils import H5DataIO
 
         with warnings.catch_warnings():  # plugin filters are what the caller asked for
