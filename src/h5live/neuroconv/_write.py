@@ -10,26 +10,72 @@ Contract
 - Every live dataset is written round-robin (``exhaust_dci=False``: one chunk of each in turn),
   so that several live sources (two interfaces of one converter, frames and timestamps) advance
   together instead of one after the other.
-- HDF5: through :data:`HDF5_IO`. Zarr: through :class:`h5live.neuroconv.LiveNWBZarrIO`, with
-  the configuration's ``number_of_jobs`` (workers started with ``spawn``: a forked worker would
-  inherit this process's handles on the sources).
+- HDF5: through :data:`HDF5_IO`, h5live's live write path (:class:`h5live.LiveNWBHDF5IO`):
+  every object is made first, then the file enters SWMR mode with h5live's bookkeeping and the
+  live datasets are written so that pynwb, h5py, ``h5live follow`` and swmr_tools read the file
+  while it is written (extent truth, latency bound, bookkeeping: that path's). An NWBFile whose
+  live datasets come from several sources (followers) is written by
+  :data:`HDF5_IO_SEVERAL_SOURCES` (pynwb's NWBHDF5IO: complete and valid at the end, not
+  followable while written): the live path keeps one count of complete frames per file and
+  would cut every series to the shortest source.
+- Zarr: through :class:`h5live.neuroconv.LiveNWBZarrIO`, with the configuration's
+  ``number_of_jobs`` (workers started with ``spawn``: a forked worker would inherit this
+  process's handles on the sources).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Literal
 
+from hdmf.data_utils import DataIO
 from pynwb import NWBHDF5IO
 
+from h5live._iterator import LiveDataChunkIterator
+from h5live._live_nwb import LiveNWBHDF5IO
 from h5live.neuroconv._configuration import configure_backend, get_default_backend_configuration
+from h5live.neuroconv._datasets import DATASET_FIELDS
 from h5live.neuroconv._errors import BackendConfigurationError
 
-__all__ = ["HDF5_IO", "configure_and_write_nwbfile", "write_nwbfile"]
+__all__ = ["HDF5_IO", "HDF5_IO_SEVERAL_SOURCES", "configure_and_write_nwbfile", "write_nwbfile"]
 
-#: The IO class of HDF5 writes. pynwb's NWBHDF5IO writes a correct file but cannot be followed
-#: while it is written; h5live.LiveNWBHDF5IO (the live write path) takes its place here.
-HDF5_IO: Any = NWBHDF5IO
+logger = logging.getLogger(__name__)
+
+#: The IO class of HDF5 writes: h5live's live write path (the file followable while written).
+HDF5_IO: Any = LiveNWBHDF5IO
+#: The IO class of HDF5 writes whose live datasets come from several sources (see the module).
+HDF5_IO_SEVERAL_SOURCES: Any = NWBHDF5IO
+
+
+def live_sources(nwbfile: Any) -> int:
+    """How many sources (followers) the live datasets of ``nwbfile`` come from, bare or in a
+    DataIO."""
+    followers = set()
+    for neurodata_object in nwbfile.all_children():
+        fields = getattr(neurodata_object, "fields", None)
+        if not isinstance(fields, dict):
+            continue
+        for field in DATASET_FIELDS:
+            value = fields.get(field)
+            if isinstance(value, DataIO):
+                value = value.data
+            if isinstance(value, LiveDataChunkIterator):
+                followers.add(id(value.follower))
+    return len(followers)
+
+
+def _hdf5_io(nwbfile: Any) -> Any:
+    sources = live_sources(nwbfile)
+    if sources <= 1:
+        return HDF5_IO
+    logger.warning(
+        "the NWB file holds live datasets of %d sources: it is written by pynwb's NWBHDF5IO, "
+        "complete and valid at the end but not followable while written (h5live's live write "
+        "path keeps one count of complete frames per file)",
+        sources,
+    )
+    return HDF5_IO_SEVERAL_SOURCES
 
 
 def _jobs(number_of_jobs: int) -> int:
@@ -59,12 +105,13 @@ def write_nwbfile(nwbfile: Any, nwbfile_path: str | os.PathLike[str], configurat
                     multiprocessing_context="spawn" if jobs > 1 else None,
                 )
         return
-    with HDF5_IO(path, mode="w") as io:
-        if nwbfile.read_io is not None:  # exporting, as neuroconv does
+    if nwbfile.read_io is not None:  # exporting, as neuroconv does
+        with NWBHDF5IO(path, mode="w") as io:
             nwbfile.set_modified()
             io.export(nwbfile=nwbfile, src_io=nwbfile.read_io, write_args={"link_data": False})
-        else:
-            io.write(nwbfile, exhaust_dci=False)
+        return
+    with _hdf5_io(nwbfile)(path, mode="w") as io:
+        io.write(nwbfile, exhaust_dci=False)
 
 
 def configure_and_write_nwbfile(
