@@ -10,8 +10,8 @@ detector writes it, and the conversion ends when the detector sets its finished 
 
 Here a simulated camera writes frames and their flush times; the interface is combined with one
 of neuroconv's own interfaces (trials from a CSV file); the backend configuration is edited; the
-conversion runs while the camera writes; and the NWB file is checked with PyNWB and the NWB
-Inspector. Needs ``pip install "h5live[neuroconv]"``.
+conversion runs while the camera writes, and the NWB file is read with PyNWB meanwhile; at the
+end it is checked with PyNWB and the NWB Inspector. Needs ``pip install "h5live[neuroconv]"``.
 """
 
 # %%
@@ -25,6 +25,7 @@ import json
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -117,13 +118,17 @@ iterator = nwbfile.acquisition["widefield"].data.data  # the live iterator, insi
 print(iterator)
 
 # %%
-# Convert while the camera writes
-# -------------------------------
+# Convert while the camera writes, and read the NWB file meanwhile
+# ---------------------------------------------------------------
 # :func:`h5live.neuroconv.configure_and_write_nwbfile` (which would apply the configuration if
 # we had not) writes the file and returns when the camera has finished. It runs in a thread
-# here, so that we can watch it: every half second, how many frames the camera has written and
-# how many the converter has handed to the NWB file (a complete frame waits at most about a
-# second for the rest of its chunk: the latency bound).
+# here, so that we can read the file while it is written: h5live's live write path creates
+# every NWB object first, then switches the file to SWMR mode, with its bookkeeping in
+# ``/scratch`` (``h5live_frames_complete``, ``h5live_state``). Open it with h5py in SWMR mode
+# and hand it to PyNWB; open it again for news, one file object at a time. A complete frame
+# reaches the file within about a second (the latency bound). Frames may be a chunk ahead of
+# their timestamps (PyNWB warns that the lengths differ): ``h5live_frames_complete`` counts the
+# frames written with their timestamps.
 conversion = threading.Thread(
     target=configure_and_write_nwbfile,
     kwargs={"nwbfile": nwbfile, "nwbfile_path": nwb_path, "backend_configuration": configuration},
@@ -131,12 +136,24 @@ conversion = threading.Thread(
 conversion.start()
 writer.go()
 started = time.monotonic()
-samples = []  # (seconds, frames written by the camera, frames written to the NWB file)
+samples = []  # (seconds, frames written by the camera, frames complete in the NWB file)
 while conversion.is_alive():
     conversion.join(0.5)
     written = iterator.follower.current_max + 1
-    samples.append((time.monotonic() - started, written, iterator.frames_done))
-    print(f"camera: {written} frames; NWB file: {iterator.frames_done}")
+    try:
+        with h5py.File(nwb_path, "r", libver="latest", swmr=True) as f:
+            complete = int(f["/scratch/h5live_frames_complete"][()])
+            state = f["/scratch/h5live_state"][()].decode()
+            with warnings.catch_warnings(), pynwb.NWBHDF5IO(file=f, mode="r") as io:
+                warnings.filterwarnings("ignore", "ImageSeries 'widefield': Length of data")
+                frames_in_file = io.read().acquisition["widefield"].data.shape[0]
+    except (OSError, KeyError):  # not in SWMR mode yet
+        continue
+    samples.append((time.monotonic() - started, written, complete))
+    print(
+        f"camera: {written} frames; NWB file ({state}): {complete} complete, PyNWB sees "
+        f"{frames_in_file}"
+    )
 writer.wait()
 writer.close()
 converter.close()  # the sessions of the live interfaces
@@ -145,7 +162,7 @@ converter.close()  # the sessions of the live interfaces
 seconds, camera_frames, nwb_frames = np.array(samples).T
 fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
 ax.step(seconds, camera_frames, where="post", label="written by the camera")
-ax.step(seconds, nwb_frames, where="post", label="written to the NWB file")
+ax.step(seconds, nwb_frames, where="post", label="complete in the NWB file")
 ax.set_xlabel("seconds since the camera started")
 ax.set_ylabel("frames")
 ax.legend()
