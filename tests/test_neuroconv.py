@@ -18,6 +18,7 @@ import datetime
 import inspect
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -631,3 +632,38 @@ def test_the_neuroconv_private_names_h5live_relies_on_are_there():
         assert list(inspect.signature(owner._write_nwbfile).parameters) == write
         assert list(inspect.signature(owner._append_nwbfile).parameters) == append
     assert "metadata_key" in inspect.signature(nwb_helpers._add_device_to_nwbfile).parameters
+
+
+def test_the_public_names_of_h5live_neuroconv():
+    import h5live.neuroconv as package
+
+    assert package.__all__ == [
+        "BackendConfigurationError",
+        "LiveConverterPipe",
+        "LiveHDF5DatasetIOConfiguration",
+        "LiveHDF5Interface",
+        "LiveNWBConverter",
+        "LiveNWBZarrIO",
+        "LiveZarrDatasetIOConfiguration",
+        "NWBSourceError",
+        "configure_and_write_nwbfile",
+        "configure_backend",
+        "get_default_backend_configuration",
+    ]
+    for name in package.__all__:
+        assert getattr(package, name).__name__ == name
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        _ = package.nothing
+
+
+def test_live_nwb_zarr_io_and_the_errors_do_not_import_neuroconv():
+    script = (
+        "import sys\n"
+        "from h5live.neuroconv import LiveNWBZarrIO, NWBSourceError, BackendConfigurationError\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'neuroconv')\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
