@@ -103,6 +103,63 @@ def test_a_users_nwb_write_of_frames_and_timestamps_is_followed_while_it_is_writ
     assert (status["frames"], status["state"], status["finished"]) == (150, "complete", 1)
 
 
+HOLDER = """
+import sys, h5py
+with h5py.File(sys.argv[1], "r", libver="latest", swmr=True) as f:
+    count = f["/scratch/h5live_frames_complete"]
+    print("open", flush=True)
+    while count[()] < int(sys.argv[2]):
+        sys.stdin.readline()  # a line per look, so that the test paces it
+        count.refresh()
+    print(count[()], flush=True)
+"""
+
+
+@pytest.mark.live
+def test_a_killed_users_nwb_write_resumes_while_readers_follow_it(writer_process, spawn, tmp_path):
+    process = writer_process(
+        scan_shape=(300,), frame_shape=FRAME, frame_rate_hz=400, timestamps=True, hold_at=(0, 100)
+    )
+    nwb = tmp_path / "user.nwb"
+    command = [sys.executable, str(USER_WRITE), str(process.path), str(nwb)]
+    user = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(nwb, 0, user, NWB_LAYOUT, SERIES)
+    process.go()  # the writer pauses again before frame 100
+    wait_for_frames(nwb, 100, user, NWB_LAYOUT, SERIES)
+    user.kill()  # mid-write, as a crash would
+    ended(user)
+    holder = spawn(
+        [sys.executable, "-c", HOLDER, str(nwb), "300"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "open\n"
+    follower = spawn(
+        [*H5LIVE, "follow", str(nwb), "--timeout", "60", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    again = spawn([*command, "a"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(nwb, 100, again, NWB_LAYOUT, SERIES)
+    process.go()
+    code, out, err = ended(again)
+    assert code == 0, err
+    assert out.strip() == "complete"
+    assert process.wait() == 0
+    looks, _ = holder.communicate("\n" * 1000, timeout=120)
+    assert looks.strip() == "300"  # the reader that held the file open saw the resumed frames
+    summary, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, err
+    assert (json.loads(summary)["frames"], json.loads(summary)["stop_reason"]) == (300, "finished")
+    with pynwb.NWBHDF5IO(nwb, "r") as io:
+        series = io.read().acquisition["detector"]
+        np.testing.assert_array_equal(series.data[:], expected(300))
+        np.testing.assert_array_equal(series.timestamps[:], flush_times(process.path))
+    assert pynwb.validate(path=str(nwb)) == []
+
+
 def test_an_hdmf_container_of_any_namespace_is_written_live_and_valid(simulated_writer, tmp_path):
     writer = simulated_writer(scan_shape=(50,), frame_shape=(4, 3))
     writer.run()
@@ -129,8 +186,10 @@ def test_an_hdmf_container_of_any_namespace_is_written_live_and_valid(simulated_
 
 def test_only_new_files_and_swmr_ready_files_are_accepted(tmp_path):
     (tmp_path / "old.h5").write_bytes(b"")
-    with pytest.raises(ValueError, match="writes new files only"):
-        h5live.LiveHDF5IO(tmp_path / "x.h5", "a", manager=get_manager())
+    with pytest.raises(ValueError, match="writes new files"):
+        h5live.LiveHDF5IO(tmp_path / "x.h5", "r+", manager=get_manager())
+    with pytest.raises(OutputExistsError, match="not an output of h5live"):
+        h5live.LiveHDF5IO(tmp_path / "old.h5", "a", manager=get_manager())
     with pytest.raises(OutputExistsError, match="exists"):
         h5live.LiveHDF5IO(tmp_path / "old.h5", "w-", manager=get_manager())
     with (

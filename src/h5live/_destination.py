@@ -18,10 +18,17 @@ from typing import Any
 import h5py
 from hdmf.backends.hdf5.h5_utils import H5DataIO
 
-from h5live._recover import writer_flags
+from h5live._output import LiveOutput, OutputLayout
+from h5live._recover import clear_writer_flags, writer_flags
 from h5live.errors import OutputError, OutputExistsError
 
-__all__ = ["OUTPUT_CHUNK_CACHE", "create_live_dataset", "create_live_file", "empty_shape"]
+__all__ = [
+    "OUTPUT_CHUNK_CACHE",
+    "create_live_dataset",
+    "create_live_file",
+    "empty_shape",
+    "open_live_output",
+]
 
 # Chunks smaller than HDF5IO's 32 MiB cache would be copied through it on their way out
 # (measured in benchmarks/RESULTS.md); whole chunks are written once, so no cache is needed.
@@ -101,3 +108,47 @@ def create_live_dataset(
     parent, name = path.rsplit("/", 1)
     group = file.require_group(parent or "/")
     return group.create_dataset(name, **settings)
+
+
+def open_live_output(path: str | os.PathLike[str], layout: OutputLayout) -> h5py.File:
+    """Open an output that h5live wrote, to continue it, beside the SWMR readers it may have.
+
+    The file is opened without HDF5's file lock (SWMR readers hold one that would refuse this
+    writer), after making sure that no other h5live writer of this host is alive and clearing
+    the writer flags a killed one left.
+
+    Raises
+    ------
+    OutputError
+        No such file, or it cannot be opened for writing.
+    OutputExistsError
+        It is not an output of h5live (no bookkeeping at ``layout``), or another writer is
+        alive.
+    """
+    where = os.fspath(path)
+    if not Path(where).is_file():
+        raise OutputError(
+            f"cannot resume {where!r}: there is no such file. Fix: write it with mode 'w' first."
+        )
+    try:
+        with h5py.File(where, "r", libver="latest", swmr=True) as peek:
+            output = LiveOutput(peek, layout)
+            alive, (pid, host) = output.writer_alive(), output.writer
+    except (OSError, KeyError, ValueError) as exc:
+        raise OutputExistsError(
+            f"{where!r} is not an output of h5live (no {layout.keys} with its progress), so it "
+            "cannot be resumed. Fix: mode 'w' to write it anew, or another path."
+        ) from exc
+    if alive is not None:
+        raise OutputExistsError(
+            f"{where!r} is still being written by process {pid} on {host!r}. Fix: wait for it or "
+            f"stop it first; if it is gone, run `h5clear -s -i {where}` and try again."
+        )
+    clear_writer_flags(where)  # a writer killed while writing left them set
+    try:
+        return h5py.File(where, "a", libver="latest", rdcc_nbytes=OUTPUT_CHUNK_CACHE, locking=False)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot open {where!r} to resume it: {exc}. Fix: check that the file is whole and "
+            "writable; if it is damaged, write it anew with mode 'w'."
+        ) from exc

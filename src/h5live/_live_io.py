@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
-from h5live._destination import create_live_file
+from h5live._destination import create_live_file, open_live_output
 from h5live._hdmf_private import defer_chunk_iterators
 from h5live._iterator import LiveDataChunkIterator
 from h5live._loop import LiveTarget, LiveWrite
-from h5live._output import HDF5_LAYOUT, LiveOutput, OutputLayout
+from h5live._output import HDF5_LAYOUT, LiveOutput, OutputLayout, frames_keyed
 from h5live._sink import DatasetSink
+from h5live.errors import OutputExistsError
 
 __all__ = ["LiveHDF5IO", "LiveWriting"]
 
@@ -58,13 +60,13 @@ class LiveWriting:
     live_layout: OutputLayout = HDF5_LAYOUT
 
     def __init__(self, path: Any = None, mode: str = "w", *args: Any, **kwargs: Any) -> None:
-        if mode not in _CREATING:
+        if mode not in (*_CREATING, "a"):
             raise ValueError(
-                f"{type(self).__name__} writes new files only (mode 'w', 'w-' or 'x'), got mode "
-                f"{mode!r}. Fix: use {type(self).__mro__[2].__name__} to read or append, or "
-                "h5live.to_nwb(..., resume=True) / copy_live(..., resume=True) to continue a live "
-                "output."
+                f"{type(self).__name__} writes new files (mode 'w', 'w-' or 'x') or resumes one "
+                f"it wrote (mode 'a'), got mode {mode!r}. Fix: use "
+                f"{type(self).__mro__[2].__name__} to read, or one of those modes."
             )
+        self.resuming = mode == "a"
         file = kwargs.pop("file", None)
         made = None
         if file is None:
@@ -73,7 +75,10 @@ class LiveWriting:
                     f"{type(self).__name__} needs a path or file=. Fix: pass the path of the "
                     "file to write."
                 )
-            file = made = create_live_file(path, mode)
+            if self.resuming:
+                file = made = open_live_output(path, self.live_layout)
+            else:
+                file = made = create_live_file(path, mode)
         elif file.libver[0] in _OLD_SUPERBLOCK or file.mode != "r+":
             raise ValueError(
                 f"file {file.filename!r} was opened with libver={file.libver} and mode "
@@ -90,7 +95,16 @@ class LiveWriting:
             raise
 
     def write(self, *args: Any, **kwargs: Any) -> None:
-        """Write the container as hdmf does, its live chunk iterators live (see the module)."""
+        """Write the container as hdmf does, its live chunk iterators live (see the module).
+
+        In mode ``"a"``, continue the live datasets of an output this class wrote from the
+        same container (built again, with new iterators over the same sources): nothing else
+        is written again.
+        """
+        if self.resuming:
+            container = args[0] if args else kwargs["container"]
+            self._resume_live(container)
+            return
         queue = self._live_queue
         queue.deferred.clear()
         super().write(*args, **kwargs)  # type: ignore[misc]  # every object, the spec cached
@@ -123,6 +137,63 @@ class LiveWriting:
         file.swmr_mode = True  # every object exists: from now on only values change
         logger.info("%s: live, %d dataset(s)", file.filename, len(targets))
         self.live_write.run()
+
+    def _resume_live(self, container: Any) -> None:
+        """Find the container's live datasets in the file, check they are the output's, and
+        write on from the frames marked complete."""
+        file = self._file  # type: ignore[attr-defined]
+        root = self.manager.build(container, source=self.source)  # type: ignore[attr-defined]
+        found = dict(_live_builders(root))
+        output = LiveOutput(file, self.live_layout)
+        if not found or sorted(found) != sorted(output.datasets):
+            raise OutputExistsError(
+                f"{file.filename!r} was written live with the datasets {output.datasets}, but "
+                f"this container's live datasets are {sorted(found)}. Fix: build the same "
+                "container (the same LiveDataChunkIterators in the same places), or write it "
+                "anew with mode 'w'."
+            )
+        pairs = [(file[path], found[path]) for path in output.datasets]
+        sources = {os.path.realpath(iterator.source_file) for iterator in found.values()}
+        if os.path.realpath(output.source) not in sources:
+            raise OutputExistsError(
+                f"{file.filename!r} was written from {output.source!r}, not from "
+                f"{sorted(sources)}. Fix: resume it from that source, or write it anew with "
+                "mode 'w'."
+            )
+        complete = min(output.frames_complete, frames_keyed(output.keys))
+        per_row = max(math.prod(output.scan_inner), 1)
+        rows = complete // per_row
+        for dataset, _ in pairs:  # rows a killed writer grew but never marked
+            if dataset.shape[0] > -(-complete // per_row):
+                dataset.resize(-(-complete // per_row), axis=0)
+        output.frames_complete = complete
+        output.claim()
+        output.reopen()
+        targets = [
+            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator), done_rows=rows)
+            for dataset, iterator in pairs
+        ]
+        self.live_write = LiveWrite(file, output, targets)
+        file.swmr_mode = True
+        logger.info("%s: resumed after %d frames", file.filename, complete)
+        self.live_write.run()
+
+
+def _live_builders(root: Any) -> list[tuple[str, LiveDataChunkIterator]]:
+    """(path in the file, iterator) of every dataset builder under ``root`` whose data is a
+    live chunk iterator (bare or in an ``H5DataIO``), in the order hdmf writes them."""
+    found: list[tuple[str, LiveDataChunkIterator]] = []
+
+    def walk(group: Any) -> None:
+        for sub in group.groups.values():
+            walk(sub)
+        for dataset in group.datasets.values():
+            data = getattr(dataset.data, "data", dataset.data)  # H5DataIO wraps it
+            if _is_live(data):
+                found.append(("/" + dataset.path.split("/", 1)[1], data))
+
+    walk(root)
+    return found
 
 
 class LiveHDF5IO(LiveWriting, HDF5IO):  # type: ignore[misc]

@@ -115,6 +115,8 @@ class LiveTarget:
 
     iterator: LiveDataChunkIterator
     sink: DatasetSink
+    #: rows the destination holds already (a resume): chunks that end before are not written
+    done_rows: int = 0
 
     @property
     def path(self) -> str:
@@ -179,7 +181,8 @@ class LiveWrite:
                 chunk = target.iterator.next_chunk(lazy=True)
             except StopIteration:
                 continue
-            target.sink.write(chunk)
+            if int(chunk.selection[0].stop) > target.done_rows:  # (a skipped one is not read)
+                target.sink.write(chunk)
             self.coverage[k].add(tuple(chunk.selection))
             del chunk  # its buffer is free for the next read
             self.output.mark(min(c.prefix for c in self.coverage), datasets)

@@ -1,7 +1,8 @@
 """A user's own live NWB write: frames and their timestamps, two iterators sharing a follower.
 
-``python user_nwb_write.py SOURCE OUTPUT``: what the README's example does, with
-:class:`h5live.LiveNWBHDF5IO` in place of ``NWBHDF5IO``. Prints the write's state at the end.
+``python user_nwb_write.py SOURCE OUTPUT [MODE]``: what the README's example does, with
+:class:`h5live.LiveNWBHDF5IO` in place of ``NWBHDF5IO`` (``MODE`` ``"a"``: resume the output
+of a run that was stopped). Prints the write's state at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 def main() -> int:
     source, output = sys.argv[1:3]
+    mode = sys.argv[3] if len(sys.argv) > 3 else "w"
     frames = h5live.LiveDataChunkIterator(source, "/entry/data/data", timeout=60)
     times = h5live.LiveDataChunkIterator(
         frames.dataset.file["/entry/flush_time"], follower=frames.follower
@@ -38,7 +40,7 @@ def main() -> int:
             unit="counts",
         )
     )
-    with h5live.LiveNWBHDF5IO(output, "w") as io:
+    with h5live.LiveNWBHDF5IO(output, mode) as io:
         io.write(nwbfile)
         assert io.live_write is not None
         print(io.live_write.state, flush=True)
