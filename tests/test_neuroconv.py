@@ -398,9 +398,9 @@ def test_an_nwbfile_a_user_builds_with_live_iterators_is_configured_and_written(
     writer = writer_process(
         "camera.h5", scan_shape=(100,), frame_shape=(10, 8), timestamps=True, hold_at=15
     )
-    frames = LiveDataChunkIterator(writer.path, "/entry/data/data", max_latency_s=1.0)
+    frames = LiveDataChunkIterator(writer.path, "/entry/data/data", timeout=IDLE_S)
     times = LiveDataChunkIterator(
-        frames.dataset.file["/entry/flush_time"], follower=frames.follower, max_latency_s=1.0
+        frames.dataset.file["/entry/flush_time"], follower=frames.follower
     )
     with frames, times:
         nwbfile = pynwb.NWBFile(
