@@ -13,8 +13,9 @@ import hdf5plugin
 import numpy as np
 import pytest
 
+import h5live._encode
 from h5live._encode import ChunkEncoder, DirectWriteError, _b2nd_block_shape
-from h5live._plugin_codecs import library_versions
+from h5live._plugin_codecs import PluginUnavailable, library_versions
 from h5live.errors import H5LiveError
 
 SHAPE = (5, 100, 90)  # edge chunks on every axis for CHUNKS
@@ -192,6 +193,16 @@ def test_blosc_environment_overrides_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("BLOSC_CLEVEL", "9")
     f, dataset = written_by_h5py(tmp_path, dict(hdf5plugin.Blosc()), poisson())
     with f, pytest.raises(DirectWriteError, match=r"BLOSC_CLEVEL.*Fix: unset BLOSC_CLEVEL"):
+        ChunkEncoder.for_dataset(dataset)
+
+
+def test_a_plugin_library_out_of_reach_is_refused(tmp_path, monkeypatch):
+    def unavailable(kind: Any) -> Any:
+        raise PluginUnavailable("hdf5plugin did not register its zstd filter here")
+
+    monkeypatch.setattr(h5live._encode, "_library", unavailable)
+    f, dataset = written_by_h5py(tmp_path, PIPELINES["zstd-3"], poisson())
+    with f, pytest.raises(DirectWriteError, match=r"filter 32015 \(zstd\).*unavailable.*Fix:"):
         ChunkEncoder.for_dataset(dataset)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,21 +59,19 @@ def _address(array: Bytes) -> int:
 @functools.cache
 def plugin_library(plugin: str) -> ctypes.CDLL:
     """The shared object of hdf5plugin's filter plugin ``plugin`` (``"zstd"``, ``"lz4"``,
-    ``"blosc"``, ``"bshuf"``), loaded once (HDF5 already loaded it: the same handle)."""
+    ``"blosc"``, ``"bshuf"``), loaded once (HDF5 already loaded it: the same handle); only a
+    plugin hdf5plugin registered with HDF5, the one HDF5 runs."""
     try:
         import hdf5plugin
     except ImportError as exc:
         raise PluginUnavailable("hdf5plugin is not installed") from exc
-    registered: dict[str, str] = {}
-    config = getattr(hdf5plugin, "get_config", None)
-    if config is not None:
-        registered = dict(config().registered_filters)
+    config = getattr(hdf5plugin, "get_config", None)  # hdf5plugin >= 4
+    registered = dict(config().registered_filters) if config is not None else {}
     path = registered.get(plugin)
-    if path is None:
-        candidate = Path(hdf5plugin.PLUGIN_PATH) / f"libh5{plugin}.so"
-        if not candidate.exists():
-            raise PluginUnavailable(f"hdf5plugin {hdf5plugin.version} has no {plugin} plugin")
-        path = str(candidate)
+    if path is None:  # HDF5 may run another plugin for this filter: its bytes are unknown
+        raise PluginUnavailable(
+            f"hdf5plugin {hdf5plugin.version} did not register its {plugin} filter here"
+        )
     try:
         return ctypes.CDLL(path)
     except OSError as exc:
