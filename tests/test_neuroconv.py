@@ -247,7 +247,8 @@ def test_a_session_start_the_source_records_is_the_sessions(tmp_path, interfaces
         keys = f.create_dataset("/entry/keys/key_0", data=np.ones(5, "i8"), chunks=(5,))
         keys.attrs["note"] = "every frame written"
         f.create_dataset("/entry/finished", data=np.int32(1))
-    interface = LiveHDF5Interface(path, rate=5.0, timeout=1.0)
+        f["/detector"] = h5py.ExternalLink("not-there.h5", "/entry")  # a place not to look
+    interface = LiveHDF5Interface(path, "/entry/data/data", rate=5.0, timeout=1.0)
     interfaces.append(interface)
     start = interface.get_metadata()["NWBFile"]["session_start_time"]
     assert start == datetime.datetime.fromisoformat("2026-01-02T03:04:05+01:00")

@@ -138,7 +138,14 @@ def _series_name(file_path: str) -> str:
 def _recorded_start_time(file: Any) -> datetime.datetime | None:
     """The session start the source records, if any: a ``start_time`` dataset or attribute of
     the root or a top-level group (NeXus' ``/entry/start_time``), or the root's ``file_time``."""
-    places = [file, *(file[name] for name in file if hasattr(file[name], "keys"))]
+    places = [file]
+    for name in file:
+        try:  # an external link to a file that is not there (yet) is no place to look
+            place = file[name]
+        except (KeyError, OSError):
+            continue
+        if hasattr(place, "keys"):
+            places.append(place)
     for place in places:
         candidates = [place.attrs.get("start_time")]
         child = place.get("start_time") if hasattr(place, "get") else None
