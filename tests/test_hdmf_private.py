@@ -9,7 +9,12 @@ from hdmf.backends.hdf5.h5_utils import HDF5IODataChunkIteratorQueue
 from hdmf.backends.hdf5.h5tools import HDF5IO
 from hdmf.common import get_manager
 
-from h5live._hdmf_private import HDMF_VERSION_ASSUMED, DeferringQueue, defer_chunk_iterators
+from h5live._hdmf_private import (
+    HDMF_VERSION_ASSUMED,
+    DeferringQueue,
+    defer_chunk_iterators,
+    io_file,
+)
 
 
 def test_the_installed_hdmf_is_the_version_the_private_names_were_read_in():
@@ -40,3 +45,13 @@ def test_an_hdf5io_without_the_queue_is_refused_with_the_versions(tmp_path):
         defer_chunk_iterators(Other(), lambda data: True)
     assert hdmf.__version__ in str(raised.value)
     assert "Fix:" in str(raised.value)
+
+
+def test_hdmf_6_2_hdf5io_gives_its_h5py_file_as__file(tmp_path):
+    import h5py
+
+    with HDF5IO(str(tmp_path / "f.h5"), mode="w", manager=get_manager()) as io:
+        assert isinstance(io._file, h5py.File)
+        assert io_file(io) is io._file
+    with pytest.raises(RuntimeError, match=r"assumes hdmf 6\.2"):
+        io_file(object())

@@ -679,10 +679,9 @@ class Conversion:
         return LiveWrite(self.file, self._live_output(), targets)
 
     def write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> ConversionResult:
-        """Switch the destination to SWMR mode (every object exists by now), write the live
-        datasets ``pairs`` until the source stops, record the end; the result."""
+        """Write the live datasets ``pairs`` until the source stops (every object of the
+        destination exists by now) and record the end; the result."""
         writer = self.live_write(pairs)
-        self.file.swmr_mode = True
         writer.run()
         return self.result(writer)
 

@@ -9,6 +9,8 @@ that says which, instead of a live write.
   :func:`defer_chunk_iterators` puts a queue there that keeps the live ones aside, so that a
   live IO writes them itself after every object exists and the file is in SWMR mode (no public
   hook runs between "every object exists" and "the iterators are exhausted").
+- ``HDF5IO._file`` (hdmf 6.2, a property): the h5py file an IO writes, which a live IO must
+  switch to SWMR mode and hand to its write loop (:func:`io_file`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from hdmf.backends.hdf5.h5_utils import HDF5IODataChunkIteratorQueue
 
-__all__ = ["HDMF_VERSION_ASSUMED", "DeferringQueue", "defer_chunk_iterators"]
+__all__ = ["HDMF_VERSION_ASSUMED", "DeferringQueue", "defer_chunk_iterators", "io_file"]
 
 #: The hdmf version whose private names this module uses.
 HDMF_VERSION_ASSUMED = "6.2"
@@ -63,3 +65,24 @@ def defer_chunk_iterators(io: Any, defer: Callable[[Any], bool]) -> DeferringQue
     queue = DeferringQueue(defer)
     setattr(io, _QUEUE, queue)
     return queue
+
+
+def io_file(io: Any) -> Any:
+    """The h5py file an hdmf ``HDF5IO`` writes (its ``_file``).
+
+    Raises
+    ------
+    RuntimeError
+        This hdmf has no such property (its private names changed since hdmf
+        :data:`HDMF_VERSION_ASSUMED`), or the IO has no open file.
+    """
+    file = getattr(io, "_file", None)
+    if file is None:
+        import hdmf
+
+        raise RuntimeError(
+            f"hdmf {hdmf.__version__}'s HDF5IO {io!r} gives no open h5py file as _file (h5live "
+            f"assumes hdmf {HDMF_VERSION_ASSUMED}'s private names). Fix: install hdmf "
+            f"{HDMF_VERSION_ASSUMED}.x, or report it to h5live with that hdmf version."
+        )
+    return file

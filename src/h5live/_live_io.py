@@ -33,7 +33,7 @@ from typing import Any
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
 from h5live._destination import create_live_file, open_live_output
-from h5live._hdmf_private import defer_chunk_iterators
+from h5live._hdmf_private import defer_chunk_iterators, io_file
 from h5live._iterator import LiveDataChunkIterator
 from h5live._loop import LiveTarget, LiveWrite
 from h5live._output import HDF5_LAYOUT, LiveOutput, OutputLayout, frames_keyed
@@ -114,7 +114,7 @@ class LiveWriting:
             self._write_live(pairs)
 
     def _write_live(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> None:
-        file = self._file  # type: ignore[attr-defined]
+        file = io_file(self)
         primary = pairs[0][1]
         rank = primary.scan_rank
         for dataset, iterator in pairs:  # hdmf made them as long as the frames complete so far
@@ -133,15 +133,14 @@ class LiveWriting:
             LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator))
             for dataset, iterator in pairs
         ]
-        self.live_write = LiveWrite(file, output, targets)
-        file.swmr_mode = True  # every object exists: from now on only values change
+        self.live_write = LiveWrite(file, output, targets)  # every object exists by now
         logger.info("%s: live, %d dataset(s)", file.filename, len(targets))
         self.live_write.run()
 
     def _resume_live(self, container: Any) -> None:
         """Find the container's live datasets in the file, check they are the output's, and
         write on from the frames marked complete."""
-        file = self._file  # type: ignore[attr-defined]
+        file = io_file(self)
         root = self.manager.build(container, source=self.source)  # type: ignore[attr-defined]
         found = dict(_live_builders(root))
         output = LiveOutput(file, self.live_layout)
@@ -174,7 +173,6 @@ class LiveWriting:
             for dataset, iterator in pairs
         ]
         self.live_write = LiveWrite(file, output, targets)
-        file.swmr_mode = True
         logger.info("%s: resumed after %d frames", file.filename, complete)
         self.live_write.run()
 

@@ -129,7 +129,8 @@ class LiveWrite:
     Parameters
     ----------
     file
-        The destination, open for writing, in SWMR mode once :meth:`run` starts.
+        The destination, open for writing (``libver="latest"``); :meth:`run` switches it to
+        SWMR mode.
     output
         Its bookkeeping.
     targets
@@ -164,8 +165,12 @@ class LiveWrite:
         return {t.path: t.sink.how for t in self.targets}
 
     def run(self) -> str:
-        """Write every chunk the iterators hand out, round-robin, until all have stopped, and
-        record the end (see :meth:`guarded` and :meth:`end`); the state."""
+        """Switch the destination to SWMR mode (every object exists by now: from here on only
+        values change and datasets grow), write every chunk the iterators hand out,
+        round-robin, until all have stopped, and record the end (see :meth:`guarded` and
+        :meth:`end`); the state."""
+        if not self.file.swmr_mode:  # the one place an output enters SWMR mode
+            self.file.swmr_mode = True
         with self.guarded():
             self._loop()
         return self.end()
