@@ -270,3 +270,24 @@ def test_the_recommendation_line_states_the_choice_and_its_figures():
         "p99 latency 151 ms at 443 fps, keeps up with the writer at full speed (950 fps; "
         "1000 fps alone)"
     )
+
+
+@pytest.mark.live
+def test_bench_shapes_turns_a_run_into_its_results_md_section(quick_run):
+    # benchmarks/bench_shapes.py is `h5live bench` plus this section of RESULTS.md
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_shapes.py"
+    spec = importlib.util.spec_from_file_location("bench_shapes", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, out = quick_run
+    results = json.loads((out / "bench.json").read_text())
+    results["machine"] = module.machine()
+    text = module.markdown(results, "python benchmarks/bench_shapes.py", results["plots"])
+    assert text.startswith("## Choosing chunk and buffer shapes")
+    assert "Command: `python benchmarks/bench_shapes.py`" in text
+    assert results["recommendation"]["line"] in text
+    assert "![latency.png](results/latency.png)" in text

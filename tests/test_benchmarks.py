@@ -8,7 +8,14 @@ import pytest
 
 from helpers import run_script
 
-BENCHMARKS = sorted((Path(__file__).parents[1] / "benchmarks").glob("bench_*.py"))
+#: bench_shapes.py --quick is `h5live bench --quick` (the same engine, options and outputs),
+#: which tests/test_bench.py runs; its own part, the RESULTS.md section, is tested there too.
+SAME_AS_H5LIVE_BENCH = {"bench_shapes"}
+BENCHMARKS = sorted(
+    path
+    for path in (Path(__file__).parents[1] / "benchmarks").glob("bench_*.py")
+    if path.stem not in SAME_AS_H5LIVE_BENCH
+)
 
 
 @pytest.mark.live
