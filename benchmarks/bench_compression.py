@@ -44,9 +44,9 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from h5live._compression import filter_pipeline
 from h5live._parallel import ParallelChunkWriter
 from h5live._plugin_codecs import library_versions
+from h5live._read.filters import filter_pipeline
 from h5live.bench._copies import H5pyIterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

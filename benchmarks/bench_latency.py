@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, parse_args, pyplot, save_results
 from h5live._demo import _wait_for_output
-from h5live._output import HDF5_LAYOUT, NWB_LAYOUT
+from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT
 from h5live.testing import WriterProcess
 
 MAX_LATENCY_S = 1.0  # the converters' default

@@ -68,7 +68,7 @@ def output_status(path: Path, layout: Any = None, data: str = "/entry/data/data"
     many rows its data dataset holds."""
     import h5py
 
-    from h5live._output import HDF5_LAYOUT
+    from h5live._write.output import HDF5_LAYOUT
 
     layout = layout or HDF5_LAYOUT
     with h5py.File(path, "r", libver="latest", swmr=True) as f:

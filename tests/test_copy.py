@@ -14,7 +14,7 @@ import pytest
 import swmr_tools
 
 from h5live import KeyFollower
-from h5live._copy import copy_live
+from h5live._write.copy import copy_live
 from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
 from helpers import H5LIVE, output_status, start_converter, wait_for_frames
@@ -265,7 +265,7 @@ def test_a_stop_inside_mark_leaves_the_count_equal_to_the_keys(
     simulated_writer, tmp_path, monkeypatch
 ):
     """A signal raises wherever it lands: here between a mark's keys and its count."""
-    from h5live._output import LiveOutput
+    from h5live._write.output import LiveOutput
 
     writer = simulated_writer(scan_shape=(64,), frame_shape=(4,))
     writer.run()
@@ -404,7 +404,7 @@ def test_a_frame_is_keyed_only_once_every_live_dataset_holds_it(
 ):
     # Frames and flush times advance in turn (hdmf's round robin): after the frames' chunk is
     # written, the times of those frames are still fill values until theirs is.
-    from h5live._output import LiveOutput
+    from h5live._write.output import LiveOutput
 
     writer = simulated_writer(scan_shape=(64,), frame_shape=(2,), timestamps=True)
     writer.run()

@@ -14,12 +14,13 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from h5live import _codecs, _direct
-from h5live._direct import DirectChunkReader, direct_chunk_reader, fletcher32
+from h5live._read import codecs as _codecs
+from h5live._read import direct as _direct
+from h5live._read.direct import DirectChunkReader, direct_chunk_reader, fletcher32
 from h5live.errors import DirectChunkError, H5LiveError
 from h5live.testing import frame_values, wait_for_progress
 
-LOGGER = "h5live._direct"
+LOGGER = "h5live._read.direct"
 
 CODECS = {
     "none": {},
@@ -652,7 +653,7 @@ def test_bitshuffle_decodes_on_one_openmp_thread(tmp_path):
     """bitshuffle's own OpenMP threads made decoding 10x slower on 2 cores (see _codecs)."""
     import bitshuffle
 
-    from h5live._codecs import _vendored_gomp
+    from h5live._read.codecs import _vendored_gomp
 
     gomp = _vendored_gomp(bitshuffle)
     assert gomp is not None  # the wheel bundles its libgomp

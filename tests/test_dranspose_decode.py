@@ -100,8 +100,8 @@ def test_parse_stins_decodes_none_and_both_bslz4_layouts(tmp_path):
 
 def test_bitshuffle_decodes_on_one_thread():
     """bitshuffle's own OpenMP threads are limited to one in the decoding thread (they made a
-    frame 30x slower to decode on a loaded machine; see h5live._codecs)."""
-    from h5live._codecs import _vendored_gomp
+    frame 30x slower to decode on a loaded machine; see h5live._read.codecs)."""
+    from h5live._read.codecs import _vendored_gomp
 
     gomp = _vendored_gomp(bitshuffle)
     frame = frame_values(0, (32, 32), "uint16")

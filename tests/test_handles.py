@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from h5live import FrameReader, KeyFollower, LiveDataChunkIterator
-from h5live._handles import check_single_handle
+from h5live._source.handles import check_single_handle
 from h5live.errors import DuplicateHandleError
 
 pytestmark = pytest.mark.live

@@ -1,4 +1,4 @@
-"""hdmf's private names that h5live uses (all in h5live._hdmf_private), pinned to the hdmf
+"""hdmf's private names that h5live uses (all in h5live._write.hdmf_private), pinned to the hdmf
 version they were read in: a release that moves one fails here, naming it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hdmf.backends.hdf5.h5_utils import HDF5IODataChunkIteratorQueue
 from hdmf.backends.hdf5.h5tools import HDF5IO
 from hdmf.common import get_manager
 
-from h5live._hdmf_private import (
+from h5live._write.hdmf_private import (
     HDMF_VERSION_ASSUMED,
     DeferringQueue,
     defer_chunk_iterators,
@@ -20,8 +20,8 @@ from h5live._hdmf_private import (
 def test_the_installed_hdmf_is_the_version_the_private_names_were_read_in():
     assert HDMF_VERSION_ASSUMED == "6.2"
     assert hdmf.__version__.startswith(HDMF_VERSION_ASSUMED + "."), (
-        f"hdmf {hdmf.__version__}: check h5live._hdmf_private against its HDF5IO, then update "
-        "HDMF_VERSION_ASSUMED"
+        f"hdmf {hdmf.__version__}: check h5live._write.hdmf_private against its HDF5IO, then "
+        "update HDMF_VERSION_ASSUMED"
     )
 
 

@@ -12,7 +12,7 @@ from hdmf.backends.hdf5.h5tools import HDF5IO
 from hdmf.data_utils import GenericDataChunkIterator
 
 from h5live import KeyFollower, LiveDataChunkIterator
-from h5live._iterator import hdmf_chunk_shape
+from h5live._iterate.iterator import hdmf_chunk_shape
 from h5live.errors import FollowTimeout, H5LiveWarning, IteratorOptionError, ScanShapeError
 from h5live.testing import frame_values
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import swmr_tools
 
-from h5live._output import HDF5_LAYOUT, NWB_LAYOUT, OutputLayout
+from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT, OutputLayout
 from h5live.testing import frame_values
 from helpers import H5LIVE, ended, output_status, start_converter, wait_for_frames
 

@@ -18,7 +18,7 @@ from hdmf.common import SimpleMultiContainer, VectorData, get_manager
 from hdmf.common import validate as hdmf_validate
 
 import h5live
-from h5live._output import HDF5_LAYOUT, NWB_LAYOUT
+from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT
 from h5live.errors import OutputExistsError
 from h5live.testing import frame_values
 from helpers import H5LIVE, ended, output_status, wait_for_frames

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from h5live import DataSource, KeyFollower, LiveDataChunkIterator, copy_live, to_nwb
-from h5live._source import walk_datasets
-from h5live._virtual import is_virtual
+from h5live._source.spec import walk_datasets
+from h5live._source.virtual import is_virtual
 from h5live.testing import AcquisitionConfig, MultiFileAcquisition, frame_values
 from helpers import H5LIVE
 

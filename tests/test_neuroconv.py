@@ -36,7 +36,7 @@ from neuroconv.tools import nwb_helpers
 from nwbinspector import inspect_nwbfile
 
 from h5live import LiveDataChunkIterator
-from h5live._output import NWB_LAYOUT
+from h5live._write.output import NWB_LAYOUT
 from h5live.errors import DatasetNotFoundError, SourceNotReadyError
 from h5live.neuroconv import (
     BackendConfigurationError,

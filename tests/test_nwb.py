@@ -22,7 +22,7 @@ import pytest
 from nwbinspector import inspect_nwbfile
 
 from h5live import KeyFollower, to_nwb
-from h5live._output import NWB_LAYOUT
+from h5live._write.output import NWB_LAYOUT
 from h5live.testing import frame_values
 from helpers import ended, output_status, start_converter
 from helpers import wait_for_frames as wait_for_output_frames

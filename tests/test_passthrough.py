@@ -9,7 +9,7 @@ import pynwb
 import pytest
 
 from h5live import copy_live, to_nwb
-from h5live._compression import filter_pipeline, source_compression
+from h5live._read.filters import filter_pipeline, source_compression
 from h5live.testing import frame_values
 
 DATA = "/entry/data/data"

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from h5live._recover import clear_writer_flags, lookup3, missing_bytes, writer_flags
+from h5live._source.recover import clear_writer_flags, lookup3, missing_bytes, writer_flags
 
 
 def superblock(path):

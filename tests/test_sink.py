@@ -9,8 +9,8 @@ import pytest
 from hdmf.data_utils import DataChunk
 
 from h5live import LiveDataChunkIterator
-from h5live._iterator import SourceChunk
-from h5live._sink import DatasetSink, split_rows
+from h5live._iterate.iterator import SourceChunk
+from h5live._write.sink import DatasetSink, split_rows
 from h5live.testing import frame_values
 
 FRAME = (16, 32)

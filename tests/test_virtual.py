@@ -22,10 +22,10 @@ from h5live import (
     copy_live,
     sum_frames,
 )
-from h5live._copy import data_datasets
-from h5live._passthrough import passthrough_refusal
-from h5live._source import is_unallocated_contiguous, source_path, walk_datasets
-from h5live._virtual import is_virtual, missing_sources, source_file_path
+from h5live._source.spec import is_unallocated_contiguous, source_path, walk_datasets
+from h5live._source.virtual import is_virtual, missing_sources, source_file_path
+from h5live._write.copy import data_datasets
+from h5live._write.passthrough import passthrough_refusal
 from h5live.errors import SourceNotReadyError
 from h5live.testing import AcquisitionConfig, FakeClock, frame_values
 from h5live.testing._multifile import create_master, detector_paths, write_acquisition

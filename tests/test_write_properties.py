@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from h5live import KeyFollower, LiveDataChunkIterator
-from h5live._destination import create_live_dataset
-from h5live._loop import LiveTarget, LiveWrite
-from h5live._output import HDF5_LAYOUT, LiveOutput, frames_keyed
-from h5live._sink import DatasetSink
+from h5live._write.destination import create_live_dataset
+from h5live._write.loop import LiveTarget, LiveWrite
+from h5live._write.output import HDF5_LAYOUT, LiveOutput, frames_keyed
+from h5live._write.sink import DatasetSink
 from h5live.testing import FakeClock, SimulatedWriter, frame_values
 from h5live.testing.strategies import write_schedules
 

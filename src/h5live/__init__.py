@@ -9,18 +9,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from h5live import chunk_utils, errors, utils
-from h5live._chunks import ChunkSource
-from h5live._convert import ConversionResult
-from h5live._copy import copy_live
-from h5live._datasource import DataSource
-from h5live._follow import FollowPolicy, KeyFollower, StopReason
-from h5live._iterator import LiveDataChunkIterator
-from h5live._live_io import LiveHDF5IO
-from h5live._nwb import to_nwb
-from h5live._options import ConversionOptions
-from h5live._read import FrameReader, SliceDict
-from h5live._rows import RowKeyFollower
-from h5live._source import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
+from h5live._follow.follower import FollowPolicy, KeyFollower, StopReason
+from h5live._follow.rows import RowKeyFollower
+from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._read.chunksource import ChunkSource
+from h5live._read.datasource import DataSource
+from h5live._read.reader import FrameReader, SliceDict
+from h5live._source.spec import KNOWN_LAYOUTS, Layout, SourceSpec, open_source
 from h5live._stages import (
     Stage,
     StageChain,
@@ -29,15 +24,20 @@ from h5live._stages import (
     crop_frames,
     sum_frames,
 )
+from h5live._write.conversion import ConversionResult
+from h5live._write.copy import copy_live
+from h5live._write.live_io import LiveHDF5IO
+from h5live._write.nwb import to_nwb
+from h5live._write.options import ConversionOptions
 
 if TYPE_CHECKING:
-    from h5live._live_nwb import LiveNWBHDF5IO
+    from h5live._write.live_nwb import LiveNWBHDF5IO
 
 
 def __getattr__(name: str) -> Any:
     """``LiveNWBHDF5IO`` is imported when first used: it imports pynwb."""
     if name == "LiveNWBHDF5IO":
-        from h5live._live_nwb import LiveNWBHDF5IO
+        from h5live._write.live_nwb import LiveNWBHDF5IO
 
         return LiveNWBHDF5IO
     raise AttributeError(f"module 'h5live' has no attribute {name!r}")

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from h5live import __version__
-from h5live._convert import Stopped, request_stop
-from h5live._follow import FollowPolicy, KeyFollower
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._write.conversion import Stopped, request_stop
 from h5live.errors import H5LiveError
 
 __all__ = ["main"]

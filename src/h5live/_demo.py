@@ -28,8 +28,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from h5live._follow import FollowPolicy, KeyFollower
-from h5live._output import NWB_LAYOUT, OutputLayout
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._write.output import NWB_LAYOUT, OutputLayout
 from h5live.errors import H5LiveError
 
 __all__ = ["run_demo"]

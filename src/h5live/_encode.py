@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from h5live._codecs import (
+from h5live._plugin_codecs import (
+    BitshuffleLibrary,
+    BloscLibrary,
+    Lz4Library,
+    PluginUnavailable,
+    ZstdLibrary,
+)
+from h5live._read.codecs import (
     FILTER_BITSHUFFLE,
     FILTER_BLOSC,
     FILTER_BLOSC2,
@@ -48,13 +55,6 @@ from h5live._codecs import (
     FILTER_ZSTD,
     filter_label,
     fletcher32,
-)
-from h5live._plugin_codecs import (
-    BitshuffleLibrary,
-    BloscLibrary,
-    Lz4Library,
-    PluginUnavailable,
-    ZstdLibrary,
 )
 from h5live.errors import H5LiveError
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy.typing as npt
 
 from h5live._closing import ClosingContext
-from h5live._follow import FollowPolicy, KeyFollower, StopReason
-from h5live._keys import dataset_label
-from h5live._read import FrameReader
-from h5live._source import Clock, Sleep, _expand, get_dataset
+from h5live._follow.follower import FollowPolicy, KeyFollower, StopReason
+from h5live._follow.keys import dataset_label
+from h5live._read.reader import FrameReader
+from h5live._source.spec import Clock, Sleep, _expand, get_dataset
 
 __all__ = ["Follower", "FrameGrabber"]
 

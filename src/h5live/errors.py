@@ -91,7 +91,7 @@ class DirectChunkError(H5LiveError, ValueError):
 class DuplicateHandleError(H5LiveError, RuntimeError):
     """A dataset h5live would refresh is open more than once in this process.
 
-    With HDF5 2.0 every handle on it would then read wrong data; see ``h5live._handles``.
+    With HDF5 2.0 every handle on it would then read wrong data; see ``h5live._source.handles``.
     """
 
 

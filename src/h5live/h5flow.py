@@ -39,9 +39,9 @@ import numpy as np
 import numpy.typing as npt
 
 from h5live._closing import ClosingContext
-from h5live._follow import FollowPolicy, KeyFollower
-from h5live._read import FrameReader
-from h5live._source import Clock, Sleep, SourceSpec, get_dataset, largest_frames
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._read.reader import FrameReader
+from h5live._source.spec import Clock, Sleep, SourceSpec, get_dataset, largest_frames
 from h5live._stages import Stage, StageChain
 
 __all__ = ["H5FLOW_AVAILABLE", "H5LiveGenerator"]
@@ -358,7 +358,7 @@ class H5LiveGenerator(_Base, ClosingContext):
 
     @staticmethod
     def _largest(file: Any, follower: KeyFollower) -> str:
-        from h5live._copy import data_datasets  # hdmf: only when the path is not given
+        from h5live._write.copy import data_datasets  # hdmf: only when the path is not given
 
         paths = data_datasets(file, follower)
         if not paths:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from h5live._keys import refresh_dataset
+from h5live._follow.keys import refresh_dataset
 
 __all__ = [
     "append_data",

@@ -134,5 +134,5 @@ def test_a_stalled_h5live_process_is_asked_where_it_is(writer_process, spawn):
     message = str(stalled.value)
     assert "frames followed stalled: 0 of 1, no progress for 2 s; where its process was:" in message
     assert "most recent call first" in message  # its stacks, from faulthandler
-    assert "_follow.py" in message
+    assert "follower.py" in message
     assert follower.poll() is not None  # and it was ended

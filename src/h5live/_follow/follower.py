@@ -48,8 +48,8 @@ import numpy as np
 import numpy.typing as npt
 
 from h5live._closing import ClosingContext
-from h5live._gaps import GapTracker
-from h5live._keys import (
+from h5live._follow.gaps import GapTracker
+from h5live._follow.keys import (
     MIN_WINDOW,
     NO_LIMIT,
     FinishedFlag,
@@ -58,7 +58,7 @@ from h5live._keys import (
     dataset_label,
     stable_prefix,
 )
-from h5live._source import (
+from h5live._source.spec import (
     Clock,
     Sleep,
     SourceSpec,
@@ -181,7 +181,7 @@ class KeyFollower(ClosingContext):
 
     A drop-in for ``swmr_tools.KeyFollower`` (same signature, attributes and methods) that polls
     cheaply, waits with low latency, stops race-safe on the finished flag and never yields a
-    frame twice. See the module docstring of ``h5live._follow`` for the contract.
+    frame twice. See the module docstring of ``h5live._follow.follower`` for the contract.
 
     Parameters
     ----------

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from h5live._keys import first_zero
+from h5live._follow.keys import first_zero
 
 __all__ = ["GapTracker"]
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from h5live._handles import check_single_handle
-from h5live._source import (
+from h5live._source.handles import check_single_handle
+from h5live._source.spec import (
     contiguous_message,
     is_contiguous_failure,
     is_unallocated_contiguous,
@@ -134,7 +134,7 @@ def refresh_dataset(dataset: Any) -> None:
     Raises
     ------
     DuplicateHandleError
-        Another handle on the dataset is open in this process (see ``h5live._handles``).
+        Another handle on the dataset is open in this process (see ``h5live._source.handles``).
     """
     refresh = getattr(dataset, "refresh", None)
     if refresh is None:

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from h5live._closing import ClosingContext
-from h5live._follow import FollowPolicy, KeyFollower, ScanMaxshape
-from h5live._keys import dataset_label
-from h5live._source import Clock, Sleep
+from h5live._follow.follower import FollowPolicy, KeyFollower, ScanMaxshape
+from h5live._follow.keys import dataset_label
+from h5live._source.spec import Clock, Sleep
 
 __all__ = ["RowKeyFollower"]
 

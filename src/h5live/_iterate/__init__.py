@@ -1,1 +1,4 @@
-"""h5live's iterate: LiveDataChunkIterator, the hdmf adapter (private; the public names are in ``h5live``)."""
+"""Iterate: LiveDataChunkIterator, hdmf's GenericDataChunkIterator over a live source.
+
+Private; the public names are in ``h5live``. Module: ``iterator``.
+"""

@@ -47,10 +47,10 @@ import numpy as np
 import numpy.typing as npt
 from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
-from h5live._follow import FollowPolicy, KeyFollower, _caller_stacklevel
-from h5live._keys import dataset_label
-from h5live._read import FrameReader, read_selection
-from h5live._source import Clock, Sleep, SourceSpec, get_dataset, source_path
+from h5live._follow.follower import FollowPolicy, KeyFollower, _caller_stacklevel
+from h5live._follow.keys import dataset_label
+from h5live._read.reader import FrameReader, read_selection
+from h5live._source.spec import Clock, Sleep, SourceSpec, get_dataset, source_path
 from h5live._stages import Stage, StageChain
 from h5live.errors import FollowTimeout, H5LiveWarning, IteratorOptionError, ScanShapeError
 
@@ -281,7 +281,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     ScanShapeError
         Keys of a scan of one frame beside data without a size-1 scan axis.
     DuplicateHandleError
-        A dataset it would refresh is open twice in this process (see ``h5live._handles``).
+        A dataset it would refresh is open twice in this process (see ``h5live._source.handles``).
     """
 
     def __init__(
@@ -498,7 +498,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             file = source.file
             found = None
         if follower is None:
-            if found is None:  # every dataset is opened once: see h5live._handles
+            if found is None:  # every dataset is opened once: see h5live._source.handles
                 keys_given = None if key_paths is None else tuple(key_paths)
                 found = SourceSpec(file.filename, keys_given, finished_path, 0.0).resolve(file)
             follower = KeyFollower(

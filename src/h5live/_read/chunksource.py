@@ -31,12 +31,12 @@ import numpy as np
 import numpy.typing as npt
 
 from h5live._closing import ClosingContext
-from h5live._direct import DirectChunkReader, direct_chunk_reader
-from h5live._follow import FollowPolicy, KeyFollower
-from h5live._keys import dataset_label, refresh_dataset
-from h5live._read import SliceDict, read_selection
-from h5live._recover import writer_flags
-from h5live._source import Clock, Sleep
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._follow.keys import dataset_label, refresh_dataset
+from h5live._read.direct import DirectChunkReader, direct_chunk_reader
+from h5live._read.reader import SliceDict, read_selection
+from h5live._source.recover import writer_flags
+from h5live._source.spec import Clock, Sleep
 
 __all__ = ["ChunkSource"]
 

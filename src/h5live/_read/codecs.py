@@ -573,7 +573,7 @@ class _ZstdStage(Stage):
             filled += count
 
 
-class Unsupported(Exception):  # an internal signal, never leaves h5live._direct
+class Unsupported(Exception):  # an internal signal, never leaves h5live._read.direct
     """Why a dataset's chunks are not read directly (message), and the fix."""
 
     def __init__(self, reason: str, fix: str) -> None:

@@ -2,7 +2,7 @@
 
 Contract
 --------
-- Each item is a :class:`~h5live._read.SliceDict` of frames by dataset path, for one frame
+- Each item is a :class:`~h5live._read.reader.SliceDict` of frames by dataset path, for one frame
   (swmr_tools' behaviour) or, with ``batch_frames``, for a run of up to that many frames that
   is one box of the scan grid, read with one hyperslab read per dataset.
 - Order of operations per new frontier: the keys are read (by the follower), then every data
@@ -25,10 +25,10 @@ import numpy.typing as npt
 
 from h5live import utils
 from h5live._closing import ClosingContext
-from h5live._follow import FollowPolicy, KeyFollower
-from h5live._keys import dataset_label
-from h5live._read import DirectMode, FrameReader, SliceDict, box_runs
-from h5live._source import Clock, Sleep
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._follow.keys import dataset_label
+from h5live._read.reader import DirectMode, FrameReader, SliceDict, box_runs
+from h5live._source.spec import Clock, Sleep
 from h5live.errors import ScanShapeError
 
 __all__ = ["DataSource"]

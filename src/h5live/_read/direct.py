@@ -36,7 +36,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from h5live._codecs import (
+from h5live._follow.keys import dataset_label
+from h5live._read.codecs import (
     FIX_FALLBACK,
     Bytes,
     Stage,
@@ -46,7 +47,6 @@ from h5live._codecs import (
     fletcher32,
     make_stage,
 )
-from h5live._keys import dataset_label
 from h5live.errors import DirectChunkError
 
 __all__ = [
@@ -374,6 +374,6 @@ def _check_default(reader: DirectChunkReader) -> None:
     else:
         return
     raise Unsupported(
-        f"{reason} (see h5live._direct.DIRECT_BY_DEFAULT)",
+        f"{reason} (see h5live._read.direct.DIRECT_BY_DEFAULT)",
         "use_direct_chunk='require' to read directly anyway",
     )

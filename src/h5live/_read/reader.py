@@ -15,7 +15,7 @@ Contract
   into such runs (at most ``2 * scan_rank - 1``).
 - With ``use_direct_chunk``, a frame that is exactly one chunk is read with
   ``read_direct_chunk`` and decoded in Python where that is faster than HDF5's filter pipeline
-  (see ``h5live._direct``); the result equals h5py's read bit for bit.
+  (see ``h5live._read.direct``); the result equals h5py's read bit for bit.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from h5live._direct import DirectChunkReader, direct_chunk_reader
-from h5live._keys import dataset_label, flat_boxes, refresh_dataset
-from h5live._source import check_virtual_sources
-from h5live._virtual import VirtualRows, is_virtual
+from h5live._follow.keys import dataset_label, flat_boxes, refresh_dataset
+from h5live._read.direct import DirectChunkReader, direct_chunk_reader
+from h5live._source.spec import check_virtual_sources
+from h5live._source.virtual import VirtualRows, is_virtual
 from h5live.errors import DirectChunkError, FrameIndexError, FrameReadError
 
 __all__ = ["DirectMode", "FrameReader", "SliceDict", "box_runs", "box_size", "read_selection"]
@@ -44,7 +44,7 @@ Frames = tuple[npt.NDArray[Any], tuple[slice, ...]]
 
 
 def box_size(box: Sequence[slice], shape: Sequence[int]) -> int:
-    """Number of scan points in a box of :func:`h5live._keys.flat_boxes` over ``shape``."""
+    """Number of scan points in a box of :func:`h5live._follow.keys.flat_boxes` over ``shape``."""
     return math.prod(len(range(*s.indices(n))) for s, n in zip(box, shape, strict=False))
 
 
@@ -60,7 +60,7 @@ def read_selection(
 
     ``out``: an array of the selection's shape and the dataset's dtype to read into (no new
     allocation); returned filled. ``rows``: a virtual dataset's mapping rows, to read it one
-    mapping at a time (see ``h5live._virtual.VirtualRows``).
+    mapping at a time (see ``h5live._source.virtual.VirtualRows``).
 
     Raises
     ------

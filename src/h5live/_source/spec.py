@@ -21,8 +21,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import h5py
 
-from h5live._recover import missing_bytes
-from h5live._virtual import is_virtual, load_source_filters, missing_sources
+from h5live._source.recover import missing_bytes
+from h5live._source.virtual import is_virtual, load_source_filters, missing_sources
 from h5live.errors import (
     DatasetNotFoundError,
     FinishedDatasetError,
@@ -167,7 +167,7 @@ class _SourceFile(h5py.File):  # type: ignore[misc]
     """A source opened by h5live: closing it also closes the datasets h5live reached through
     its external links. Those live in other files and outlive the master's ``close()``; a
     second handle on one of them, from the next follower of the same master, would then make
-    refreshes read wrong data (see ``h5live._handles``)."""
+    refreshes read wrong data (see ``h5live._source.handles``)."""
 
     def close(self) -> None:
         for ref in self.__dict__.pop("_h5live_linked", ()):
@@ -423,7 +423,7 @@ def get_dataset(
     role
         What the dataset is for (``"key"``, ``"finished"``, ``"data"``), for messages.
     timeout_s
-        How long to wait for the source files of a virtual dataset (see ``h5live._virtual``).
+        How long to wait for the source files of a virtual dataset (see ``h5live._source.virtual``).
     clock, sleep
         Time functions, injectable for tests.
 

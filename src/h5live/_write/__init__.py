@@ -1,1 +1,9 @@
-"""h5live's write: sinks, the one live write loop, outputs, live IO classes, conversions (private; the public names are in ``h5live``)."""
+"""Write: the one live write path and what is built on it.
+
+Private; the public names are in ``h5live``. Modules: ``sink`` (DatasetSink: one dataset's
+chunks), ``loop`` (LiveWrite: the one loop), ``output`` (bookkeeping), ``destination``
+(creating and reopening outputs), ``passthrough`` (raw and direct chunk writes), ``stop``
+(stop requests), ``hdmf_private`` (every hdmf private name), ``live_io`` and ``live_nwb``
+(LiveHDF5IO, LiveNWBHDF5IO), ``options`` (ConversionOptions), ``conversion`` (what copies and
+NWB conversions share), ``copy`` (copy_live), ``nwb`` (to_nwb).
+"""

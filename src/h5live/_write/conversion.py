@@ -11,8 +11,8 @@ Contract
   every live dataset advances together; a resumed conversion starts at the last chunk row all
   of them hold completely (rows written twice hold the same data).
 - Writing, marking progress and recording the end are the one live write loop's
-  (:class:`~h5live._loop.LiveWrite`): :meth:`Conversion.write` switches the destination to SWMR
-  mode and runs it; an NWB file is written by :class:`h5live.LiveNWBHDF5IO`, which runs the
+  (:class:`~h5live._write.loop.LiveWrite`): :meth:`Conversion.write` runs it (it switches the
+  destination to SWMR mode); an NWB file is written by :class:`h5live.LiveNWBHDF5IO`, which runs the
   same loop, and :meth:`Conversion.result` reads how it ended.
 """
 
@@ -33,20 +33,20 @@ from typing import Any
 import h5py
 import numpy as np
 
-from h5live._compression import SOURCE, Compression, h5dataio_options, source_compression
-from h5live._destination import OUTPUT_CHUNK_CACHE
-from h5live._follow import FollowPolicy, KeyFollower
-from h5live._iterator import LiveDataChunkIterator
-from h5live._keys import refresh_dataset
-from h5live._loop import LiveTarget, LiveWrite
-from h5live._options import ConversionOptions
-from h5live._output import LiveOutput, OutputLayout, frames_keyed
-from h5live._recover import clear_writer_flags, writer_flags
-from h5live._sink import DatasetSink
-from h5live._source import SourceSpec, get_dataset, largest_frames, source_path
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._follow.keys import refresh_dataset
+from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._read.filters import SOURCE, Compression, h5dataio_options, source_compression
+from h5live._source.recover import clear_writer_flags, writer_flags
+from h5live._source.spec import SourceSpec, get_dataset, largest_frames, source_path
+from h5live._source.virtual import first_source, is_virtual
 from h5live._stages import Stage, StageChain
-from h5live._stop import Stopped, check_stop, request_stop
-from h5live._virtual import first_source, is_virtual
+from h5live._write.destination import OUTPUT_CHUNK_CACHE
+from h5live._write.loop import LiveTarget, LiveWrite
+from h5live._write.options import ConversionOptions
+from h5live._write.output import LiveOutput, OutputLayout, frames_keyed
+from h5live._write.sink import DatasetSink
+from h5live._write.stop import Stopped, check_stop, request_stop
 from h5live.errors import OutputError, OutputExistsError, ScanShapeError
 
 __all__ = [
@@ -260,7 +260,7 @@ def conversion_filters(
 @contextlib.contextmanager
 def _stored_as(dataset: Any) -> Iterator[Any]:
     """What holds ``dataset``'s stored chunks: itself, or a virtual one's first source dataset
-    (open only inside: see ``h5live._virtual.first_source``)."""
+    (open only inside: see ``h5live._source.virtual.first_source``)."""
     if not is_virtual(dataset):
         yield dataset
         return
@@ -671,7 +671,7 @@ class Conversion:
 
     def live_write(self, pairs: Sequence[tuple[Any, LiveDataChunkIterator]]) -> LiveWrite:
         """The write of the live datasets ``pairs`` (destination dataset, iterator): a sink
-        each, one loop (:class:`~h5live._loop.LiveWrite`)."""
+        each, one loop (:class:`~h5live._write.loop.LiveWrite`)."""
         targets = [
             LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator))
             for dataset, iterator in pairs

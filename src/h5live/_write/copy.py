@@ -5,13 +5,13 @@ Contract
 - Data datasets (those that grow with the scan: their leading dims are the keys' scan dims,
   chunked) are copied through a :class:`~h5live.LiveDataChunkIterator` each: the destination
   dataset is made as hdmf would from the iterator and the ``H5DataIO`` options, with no rows
-  (:mod:`h5live._destination`), and written by the one live write loop
-  (:mod:`h5live._loop`). Every data dataset shares one :class:`~h5live.KeyFollower` and the
+  (:mod:`h5live._write.destination`), and written by the one live write loop
+  (:mod:`h5live._write.loop`). Every data dataset shares one :class:`~h5live.KeyFollower` and the
   same chunk rows, so they advance together.
 - Everything else (groups, attributes, static datasets) is copied once at the start, except the
-  source's keys and finished flag: the destination has its own (:mod:`h5live._output`), set only
-  for frames written to every data dataset. The destination is in SWMR mode while it is written,
-  so h5live and swmr_tools can follow it.
+  source's keys and finished flag: the destination has its own
+  (:mod:`h5live._write.output`), set only for frames written to every data dataset. The
+  destination is in SWMR mode while it is written, so h5live and swmr_tools can follow it.
 - It ends when the source stops. ``complete`` (finished flag set) if the source finished and
   every frame was copied; else ``incomplete`` with the stop reason. Ctrl-C marks it
   ``interrupted``, a write error ``failed`` (raising :class:`~h5live.errors.OutputError`); the
@@ -31,21 +31,21 @@ from typing import Any
 
 import h5py
 
-from h5live._compression import SOURCE, Compression
-from h5live._convert import (
+from h5live._follow.follower import KeyFollower
+from h5live._read.filters import SOURCE, Compression
+from h5live._source.spec import object_identity, source_path, walk_datasets
+from h5live._source.virtual import is_virtual
+from h5live._stages import Stage
+from h5live._write.conversion import (
     Conversion,
     ConversionResult,
     LiveOptions,
     conversion_filters,
     stages_by_path,
 )
-from h5live._destination import create_live_dataset
-from h5live._follow import KeyFollower
-from h5live._options import ConversionOptions
-from h5live._output import HDF5_LAYOUT
-from h5live._source import object_identity, source_path, walk_datasets
-from h5live._stages import Stage
-from h5live._virtual import is_virtual
+from h5live._write.destination import create_live_dataset
+from h5live._write.options import ConversionOptions
+from h5live._write.output import HDF5_LAYOUT
 from h5live.errors import H5LiveError
 
 __all__ = ["copy_live", "data_datasets"]

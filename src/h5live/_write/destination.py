@@ -18,8 +18,8 @@ from typing import Any
 import h5py
 from hdmf.backends.hdf5.h5_utils import H5DataIO
 
-from h5live._output import LiveOutput, OutputLayout
-from h5live._recover import clear_writer_flags, writer_flags
+from h5live._source.recover import clear_writer_flags, writer_flags
+from h5live._write.output import LiveOutput, OutputLayout
 from h5live.errors import OutputError, OutputExistsError
 
 __all__ = [

@@ -6,12 +6,13 @@ Contract
   as ``HDF5IO`` does, except for the datasets whose data is a
   :class:`~h5live.LiveDataChunkIterator` (bare or in an ``H5DataIO``): hdmf creates them with
   every other object, the specification is cached, then h5live cuts them to no rows, adds its
-  bookkeeping (keys never empty, finished flag, frames complete, state: :mod:`h5live._output`),
-  switches the file to SWMR mode and writes them with the one live write loop
-  (:mod:`h5live._loop`), round-robin, so that SWMR readers (h5py, pynwb, ``h5live follow``,
-  swmr_tools) follow the file while it is written. ``write`` returns when every source has
-  stopped; the output then says ``complete`` or ``incomplete`` (``interrupted``/``failed`` if
-  it did not end normally). Other chunk iterators are written by hdmf, before SWMR mode.
+  bookkeeping (keys never empty, finished flag, frames complete, state:
+  :mod:`h5live._write.output`), switches the file to SWMR mode and writes them with the one
+  live write loop (:mod:`h5live._write.loop`), round-robin, so that SWMR readers (h5py,
+  pynwb, ``h5live follow``, swmr_tools) follow the file while it is written. ``write``
+  returns when every source has stopped; the output then says ``complete`` or ``incomplete``
+  (``interrupted``/``failed`` if it did not end normally). Other chunk iterators are written
+  by hdmf, before SWMR mode.
 - The file is made with ``libver="latest"`` (SWMR needs it). Mode ``"w"`` replaces an
   existing file by a new one (never truncating it under its readers) unless a writer still has
   it open; ``"w-"`` and ``"x"`` refuse an existing file. A ``file=`` given must be such a file.
@@ -19,7 +20,7 @@ Contract
   ``/entry/keys/key_0`` layout; ``ScratchData`` in ``/scratch`` for NWB:
   :class:`h5live.LiveNWBHDF5IO`). Its keys follow the first live dataset's scan; a frame is
   marked complete once every live dataset holds it.
-- hdmf's private queue of chunk iterators is reached through :mod:`h5live._hdmf_private`.
+- hdmf's private queue of chunk iterators is reached through :mod:`h5live._write.hdmf_private`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from typing import Any
 
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
-from h5live._destination import create_live_file, open_live_output
-from h5live._hdmf_private import defer_chunk_iterators, io_file
-from h5live._iterator import LiveDataChunkIterator
-from h5live._loop import LiveTarget, LiveWrite
-from h5live._output import HDF5_LAYOUT, LiveOutput, OutputLayout, frames_keyed
-from h5live._sink import DatasetSink
+from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._write.destination import create_live_file, open_live_output
+from h5live._write.hdmf_private import defer_chunk_iterators, io_file
+from h5live._write.loop import LiveTarget, LiveWrite
+from h5live._write.output import HDF5_LAYOUT, LiveOutput, OutputLayout, frames_keyed
+from h5live._write.sink import DatasetSink
 from h5live.errors import OutputExistsError
 
 __all__ = ["LiveHDF5IO", "LiveWriting"]
@@ -215,7 +216,7 @@ class LiveHDF5IO(LiveWriting, HDF5IO):  # type: ignore[misc]
     Attributes
     ----------
     live_write
-        The last write's :class:`~h5live._loop.LiveWrite` (its ``state``, ``output``,
+        The last write's :class:`~h5live._write.loop.LiveWrite` (its ``state``, ``output``,
         ``bytes_written``, ``chunk_copy``), or None.
 
     Raises

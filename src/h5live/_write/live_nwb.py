@@ -1,16 +1,17 @@
 """LiveNWBHDF5IO: pynwb's ``NWBHDF5IO`` in mode ``"w"``, writing every live chunk iterator live.
 
-The same as :class:`h5live.LiveHDF5IO` (see :mod:`h5live._live_io`) for NWB files: h5live's
-bookkeeping is ``ScratchData`` in ``/scratch`` (:data:`~h5live._output.NWB_LAYOUT`), so the file
-stays valid NWB, and pynwb reads it while it is written. Importing this module imports pynwb.
+The same as :class:`h5live.LiveHDF5IO` (see :mod:`h5live._write.live_io`) for NWB files:
+h5live's bookkeeping is ``ScratchData`` in ``/scratch``
+(:data:`~h5live._write.output.NWB_LAYOUT`), so the file stays valid NWB, and pynwb reads it
+while it is written. Importing this module imports pynwb.
 """
 
 from __future__ import annotations
 
 from pynwb import NWBHDF5IO
 
-from h5live._live_io import LiveWriting
-from h5live._output import NWB_LAYOUT
+from h5live._write.live_io import LiveWriting
+from h5live._write.output import NWB_LAYOUT
 
 __all__ = ["LiveNWBHDF5IO"]
 
@@ -38,7 +39,7 @@ class LiveNWBHDF5IO(LiveWriting, NWBHDF5IO):  # type: ignore[misc]
     Attributes
     ----------
     live_write
-        The last write's :class:`~h5live._loop.LiveWrite` (``state``, ``output``,
+        The last write's :class:`~h5live._write.loop.LiveWrite` (``state``, ``output``,
         ``bytes_written``, ``chunk_copy``), or None.
 
     Raises

@@ -3,12 +3,12 @@
 Contract
 --------
 - A destination's live datasets are :class:`LiveTarget` s: a
-  :class:`~h5live.LiveDataChunkIterator` and the :class:`~h5live._sink.DatasetSink` that
+  :class:`~h5live.LiveDataChunkIterator` and the :class:`~h5live._write.sink.DatasetSink` that
   writes its chunks. :meth:`LiveWrite.run` asks them for chunks round-robin, as hdmf's queue
   does (lazily: a sink may copy stored chunks as they are), writes each through its sink, and
   after each chunk marks the frames that *every* live dataset holds in the output's bookkeeping
-  (:class:`~h5live._output.LiveOutput`: data flushed, then keys, then the count).
-- Before each chunk it checks for a stop request (:mod:`h5live._stop`), and before each write
+  (:class:`~h5live._write.output.LiveOutput`: data flushed, then keys, then the count).
+- Before each chunk it checks for a stop request (:mod:`h5live._write.stop`), and before each write
   that the disk and the file size limit have room (:class:`Space`): HDF5 cannot close a file
   after a write failed for lack of space.
 - :meth:`LiveWrite.guarded` records how a run ended if it did not end normally (``interrupted``
@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from h5live._iterator import LiveDataChunkIterator
-from h5live._output import LiveOutput
-from h5live._sink import DatasetSink
-from h5live._stop import check_stop, clear_stop
+from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._write.output import LiveOutput
+from h5live._write.sink import DatasetSink
+from h5live._write.stop import check_stop, clear_stop
 from h5live.errors import OutputError
 
 __all__ = ["Coverage", "LiveTarget", "LiveWrite", "Space"]

@@ -13,12 +13,13 @@ Contract
   YAML/JSON file, with defaults that keep the file valid (a subject is always written).
 - Frames and timestamps go through ``H5DataIO(LiveDataChunkIterator(...))`` in one
   :class:`h5live.LiveNWBHDF5IO` write: every object is created and the NWB specification
-  cached, h5live's bookkeeping is added as ``ScratchData`` (:data:`~h5live._output.NWB_LAYOUT`)
-  and the file enters SWMR mode before the first frame, so that pynwb can read it while it is
-  written; the one live write loop (:mod:`h5live._loop`) writes the frames and marks a frame
-  complete once every live dataset holds it.
+  cached, h5live's bookkeeping is added as ``ScratchData``
+  (:data:`~h5live._write.output.NWB_LAYOUT`) and the file enters SWMR mode before the first
+  frame, so that pynwb can read it while it is written; the one live write loop
+  (:mod:`h5live._write.loop`) writes the frames and marks a frame complete once every live
+  dataset holds it.
 - Ending, interrupts, errors and ``resume`` are those of every conversion
-  (:mod:`h5live._convert`); a resumed NWB file is continued by the same loop.
+  (:mod:`h5live._write.conversion`); a resumed NWB file is continued by the same loop.
 """
 
 from __future__ import annotations
@@ -34,19 +35,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from h5live._compression import SOURCE, Compression
-from h5live._convert import (
+from h5live._read.filters import SOURCE, Compression
+from h5live._source.spec import largest_frames, source_path
+from h5live._stages import Stage
+from h5live._write.conversion import (
     Conversion,
     ConversionResult,
     LiveOptions,
     conversion_filters,
 )
-from h5live._copy import data_datasets
-from h5live._destination import create_live_file
-from h5live._options import ConversionOptions
-from h5live._output import NWB_LAYOUT
-from h5live._source import largest_frames, source_path
-from h5live._stages import Stage
+from h5live._write.copy import data_datasets
+from h5live._write.destination import create_live_file
+from h5live._write.options import ConversionOptions
+from h5live._write.output import NWB_LAYOUT
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
 
@@ -291,7 +292,7 @@ def to_nwb(
     TypeError, OutputExistsError, OutputError, KeyboardInterrupt
         As for :func:`h5live.copy_live`.
     """
-    from h5live._live_nwb import LiveNWBHDF5IO
+    from h5live._write.live_nwb import LiveNWBHDF5IO
 
     meta = load_metadata(metadata)
     given = ConversionOptions.of(options, keywords, "to_nwb")

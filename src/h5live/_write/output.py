@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from h5live._keys import flat_boxes
+from h5live._follow.keys import flat_boxes
 
 __all__ = ["HDF5_LAYOUT", "NWB_LAYOUT", "LiveOutput", "OutputLayout", "OutputState"]
 

@@ -23,8 +23,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from h5live._compression import filter_pipeline
-from h5live._virtual import is_virtual
+from h5live._read.filters import filter_pipeline
+from h5live._source.virtual import is_virtual
 
 __all__ = ["DirectChunkWrite", "RawChunkCopy", "passthrough_refusal"]
 

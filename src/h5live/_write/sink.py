@@ -8,15 +8,15 @@ Contract
   written, so a reader that trusts the shape never reads a fill value as a frame.
 - How, chosen once per dataset (:attr:`DatasetSink.how`):
   ``"raw"``: the source's stored chunks are copied as they are (same chunk shape, filters and
-  dtype; :func:`~h5live._passthrough.passthrough_refusal`), never decoded; ``"direct"``: the
+  dtype; :func:`~h5live._write.passthrough.passthrough_refusal`), never decoded; ``"direct"``: the
   destination has no filters, so decoded whole chunks go in with ``write_direct_chunk``;
   ``"decoded: <why not raw>"``: h5py assignment, through HDF5's filters.
 - Raw and direct writes need whole chunks. A selection that starts or ends inside a chunk (a
   release for the latency bound) is split along the first axis: its whole chunks go raw or
   direct, the parts of chunks at its ends through h5py (HDF5 reads the chunk back, merges and
   writes it again: the price of a chunk written in parts). Only a
-  :class:`~h5live._iterator.SourceChunk` that has not been read can be copied raw; the rest is
-  decoded.
+  :class:`~h5live._iterate.iterator.SourceChunk` that has not been read can be copied raw; the
+  rest is decoded.
 - ``before_write(nbytes)`` runs before every write (a conversion checks the free space there).
 """
 
@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from hdmf.data_utils import DataChunk
 
-from h5live._iterator import SourceChunk
-from h5live._passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
+from h5live._iterate.iterator import SourceChunk
+from h5live._write.passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 
 __all__ = ["DatasetSink", "split_rows"]
 

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 from hdmf.data_utils import GenericDataChunkIterator
 
-from h5live._compression import source_compression
+from h5live._read.filters import source_compression
 from h5live.bench._data import DATA, FINISHED, KEYS, h5py_filters
 
 __all__ = [
@@ -184,7 +184,7 @@ def copy_swmr_tools(job: CopyJob) -> dict[str, Any]:
 def copy_h5live(job: CopyJob) -> dict[str, Any]:
     """``h5live.copy_live`` with ``compression="source"`` (stored chunks copied raw where the
     chunks match)."""
-    from h5live._copy import copy_live
+    from h5live._write.copy import copy_live
 
     result = copy_live(
         job.source,
@@ -262,7 +262,7 @@ def copy_h5live_nwb(job: CopyJob) -> dict[str, Any]:
     """``h5live.LiveDataChunkIterator`` in ``H5DataIO``, written by ``NWBHDF5IO`` as for
     hdmf's iterator."""
     _nwb_available(job)
-    from h5live._iterator import LiveDataChunkIterator
+    from h5live._iterate.iterator import LiveDataChunkIterator
 
     with h5py.File(job.source, "r", libver="latest", swmr=True) as source:
         data = source[DATA]

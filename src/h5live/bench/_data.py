@@ -23,8 +23,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from h5live._compression import PLUGIN_FILTERS, filter_options, source_compression
-from h5live._source import get_dataset
+from h5live._read.filters import PLUGIN_FILTERS, filter_options, source_compression
+from h5live._source.spec import get_dataset
 from h5live.errors import H5LiveError
 
 __all__ = [
@@ -163,8 +163,8 @@ def simulated_spec(
 
 def _scan_rank(file: Any) -> int:
     """The scan rank of a file with keys in a known layout; 1 otherwise."""
-    from h5live._follow import KeyFollower
-    from h5live._source import SourceSpec
+    from h5live._follow.follower import KeyFollower
+    from h5live._source.spec import SourceSpec
 
     try:
         found = SourceSpec(file.filename, open_timeout_s=0).resolve(file)

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from h5live._demo import _follow, _wait_for_output
-from h5live._output import HDF5_LAYOUT
+from h5live._write.output import HDF5_LAYOUT
 from h5live.bench._data import DATA, DataSpec
 from h5live.errors import H5LiveError
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from h5live._compression import PLUGIN_FILTERS
+from h5live._read.filters import PLUGIN_FILTERS
 from h5live.bench._copies import ALTERNATIVES, REFERENCE, CopyJob, MethodUnavailable, copy_with
 from h5live.bench._data import (
     DataSpec,

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from h5live._closing import ClosingContext
-from h5live._codecs import FILTER_BITSHUFFLE
-from h5live._direct import _plain_dtype
-from h5live._follow import FollowPolicy, KeyFollower
-from h5live._read import FrameReader
-from h5live._source import SourceSpec, get_dataset
+from h5live._follow.follower import FollowPolicy, KeyFollower
+from h5live._read.codecs import FILTER_BITSHUFFLE
+from h5live._read.direct import _plain_dtype
+from h5live._read.reader import FrameReader
+from h5live._source.spec import SourceSpec, get_dataset
 from h5live.dranspose.config import DransposeConfig, StreamConfig
 from h5live.errors import H5LiveError
 

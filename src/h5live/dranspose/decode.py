@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from h5live._codecs import FILTER_BITSHUFFLE, Stage, Unsupported, make_stage
+from h5live._read.codecs import FILTER_BITSHUFFLE, Stage, Unsupported, make_stage
 
 __all__ = ["decode_bslz4", "default_block_size", "parse_stins"]
 

@@ -32,8 +32,8 @@ from typing import Any, Literal
 from hdmf.data_utils import DataIO
 from pynwb import NWBHDF5IO
 
-from h5live._iterator import LiveDataChunkIterator
-from h5live._live_nwb import LiveNWBHDF5IO
+from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._write.live_nwb import LiveNWBHDF5IO
 from h5live.neuroconv._configuration import configure_backend, get_default_backend_configuration
 from h5live.neuroconv._datasets import DATASET_FIELDS
 from h5live.neuroconv._errors import BackendConfigurationError

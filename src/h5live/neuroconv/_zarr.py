@@ -38,7 +38,7 @@ from typing import Any
 
 from hdmf_zarr.nwb import NWBZarrIO
 
-from h5live._iterator import LiveDataChunkIterator
+from h5live._iterate.iterator import LiveDataChunkIterator
 
 __all__ = ["ASSUMED_HDMF_ZARR", "LiveNWBZarrIO", "grown_selections"]
 

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from h5live._closing import ClosingContext
-from h5live._compression import filter_options
+from h5live._read.filters import filter_options
 
 __all__ = ["CRASH_EXIT_CODE", "SimulatedWriter", "WriterConfig", "frame_values"]
 
