@@ -49,6 +49,18 @@ from hdmf.data_utils import DataChunk, GenericDataChunkIterator
 
 from h5live._follow.follower import FollowPolicy, KeyFollower, _caller_stacklevel
 from h5live._follow.keys import dataset_label
+from h5live._iterate.schedule import (
+    Selection,
+    complete_scan_rows,
+    first_frame,
+    last_frame,
+    next_release_cost,
+    prefix_boxes,
+    release_budget,
+    tiles,
+    with_frames,
+)
+from h5live._iterate.shapes import chunk_buffer_shape, frame_chunk_shape, hdmf_chunk_shape
 from h5live._read.reader import FrameReader, read_selection
 from h5live._source.spec import Clock, Sleep, SourceSpec, get_dataset, source_path
 from h5live._stages import Stage, StageChain
@@ -62,62 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-Selection = tuple[slice, ...]
-
-#: At most this many frames in a default chunk while the length is unknown: a chunk is only
-#: released whole, so 10 MB of small frames (1.25 million 8-byte samples) would hold a live
-#: copy back for minutes; 4096 fill in 0.14 s at 30 kHz and in 4 s at 1 kHz.
-LIVE_CHUNK_FRAMES = 4096
-
-
-def prefix_boxes(block: Selection, scan_shape: Sequence[int], complete: int) -> list[Selection]:
-    """The parts of ``block`` (slices over the scan dims) made of frames ``< complete``.
-
-    Frames are numbered in C order over ``scan_shape``; the parts are boxes, in scan order.
-    """
-    if complete <= 0 or not block:
-        return []
-    first = block[0]
-    inner = math.prod(scan_shape[1:])
-    rows, rest = divmod(complete, inner)
-    boxes: list[Selection] = []
-    if rows > first.start:
-        boxes.append((slice(first.start, min(first.stop, rows)), *block[1:]))
-    if first.start <= rows < first.stop and rest:
-        for part in prefix_boxes(block[1:], scan_shape[1:], rest):
-            boxes.append((slice(rows, rows + 1), *part))
-    return boxes
-
-
-def _last_frame(block: Selection, scan_shape: Sequence[int]) -> int:
-    """Flat index of the last frame of a box of the scan."""
-    return int(np.ravel_multi_index([s.stop - 1 for s in block], tuple(scan_shape)))
-
-
-def _first_frame(block: Selection, scan_shape: Sequence[int]) -> int:
-    """Flat index of the first frame of a box of the scan."""
-    return int(np.ravel_multi_index([s.start for s in block], tuple(scan_shape)))
-
-
-def hdmf_chunk_shape(
-    maxshape: Sequence[int], itemsize: int, chunk_mb: float
-) -> tuple[int, ...] | None:
-    """The chunk shape hdmf's GenericDataChunkIterator picks for ``chunk_mb`` (hdmf 6.2's
-    ``_get_default_chunk_shape``): the data's axis ratios, scaled to fit ``chunk_mb``.
-
-    None for data with an empty axis (hdmf divides by the smallest axis).
-    """
-    smallest = min(maxshape, default=0)
-    if smallest <= 0:
-        return None
-    chunk_bytes = chunk_mb * 1e6
-    ratios = tuple(n // smallest for n in maxshape)
-    while math.prod(ratios) * itemsize > chunk_bytes and math.prod(ratios) != 1:
-        step = min(x for x in ratios if x != 1)
-        ratios = tuple(x // step if x != 1 else x for x in ratios)
-    k = math.floor((chunk_bytes / (math.prod(ratios) * itemsize)) ** (1 / len(maxshape)))
-    return tuple(min(k * x, n) for x, n in zip(ratios, maxshape, strict=True))
 
 
 def iterator_scan_rank(follower: KeyFollower, dataset: Any) -> int:
@@ -145,21 +101,6 @@ def iterator_scan_rank(follower: KeyFollower, dataset: Any) -> int:
         "with a size-1 scan axis. Fix: write the frame as a stack of one, shape (1, *frame), "
         "or pass keys shaped like the data's scan dims."
     )
-
-
-def _tiles(shape: Sequence[int], step: Sequence[int]) -> list[list[slice]]:
-    """Per axis, the slices that cut ``shape`` into pieces of ``step``."""
-    return [
-        [slice(lo, min(lo + k, n)) for lo in range(0, n, k)]
-        for n, k in zip(shape, step, strict=True)
-    ]
-
-
-def _with_frames(parts: Sequence[Selection], frame_tiles: list[list[slice]]) -> Iterator[Selection]:
-    """Each box of the scan with each tile of the frame axes, in hdmf's order."""
-    for part in parts:
-        for frame_part in itertools.product(*frame_tiles):
-            yield (*part, *frame_part)
 
 
 class SourceChunk(DataChunk):  # type: ignore[misc]
@@ -554,50 +495,37 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return (rows, *self._inner)
 
     def _frame_chunk_shape(self, chunk_mb: float, *, hdmf_if_larger: bool) -> tuple[int, ...]:
-        """Whole frames, as many as fit in ``chunk_mb`` (at least one), fast axis first; at most
-        :data:`LIVE_CHUNK_FRAMES` while the length is unknown.
-
-        ``hdmf_if_larger`` (``chunk_mb`` was given): when one frame alone is larger than
-        ``chunk_mb``, whole frames cannot honour it; the chunk shape is then hdmf's own.
-        """
-        if chunk_mb <= 0:
-            raise IteratorOptionError(f"chunk_mb ({chunk_mb}) must be greater than zero!")
-        frame_bytes = math.prod(self.frame_shape) * self._dtype_of().itemsize
-        if hdmf_if_larger and not self.stages and frame_bytes > chunk_mb * 1e6:
-            hdmf = hdmf_chunk_shape(self._nominal_maxshape(), self._dtype_of().itemsize, chunk_mb)
-            if hdmf is not None:
-                return hdmf
-        budget = max(1, int(chunk_mb * 1e6 // max(frame_bytes, 1)))
-        if self._final is None:  # live: a chunk must fill within seconds to be released
-            budget = min(budget, LIVE_CHUNK_FRAMES)
+        """Whole frames within ``chunk_mb`` (:func:`~h5live._iterate.shapes.frame_chunk_shape`);
+        with stages, at most a buffer of source frames."""
+        most = None
         if self.stages:  # a buffer holds whole chunks of *source* frames
             memory = (self._options["buffer_gb"] or 1.0) * 1e9
-            budget = min(budget, max(1, int(memory // self._source_frame_bytes())))
-        scan = self._scan_shape(self._nominal_rows())
-        chunk = [1] * self.scan_rank
-        for axis in reversed(range(self.scan_rank)):
-            take = min(budget, scan[axis]) if axis else budget
-            chunk[axis] = max(1, take)
-            if take < scan[axis]:
-                break
-            budget //= max(scan[axis], 1)
-        if self.scan_rank and self._final is not None:
-            chunk[0] = min(chunk[0], self._final[0])
-        return (*chunk, *self.frame_shape)
+            most = int(memory // self._source_frame_bytes())
+        return frame_chunk_shape(
+            chunk_mb,
+            scan_shape=self._scan_shape(self._nominal_rows()),
+            frame_shape=self.frame_shape,
+            itemsize=self._dtype_of().itemsize,
+            final_rows=None if self._final is None else self._final[0],
+            hdmf_if_larger=hdmf_if_larger,
+            most_frames=most,
+        )
 
     def _chunk_buffer_shape(self, chunk: tuple[int, ...], buffer_gb: float) -> tuple[int, ...]:
-        """Whole chunks along the first axis, everything else whole, within ``buffer_gb``."""
-        if buffer_gb <= 0:
-            raise IteratorOptionError(f"buffer_gb ({buffer_gb}) must be greater than zero!")
+        """Whole chunks along the first axis within ``buffer_gb``
+        (:func:`~h5live._iterate.shapes.chunk_buffer_shape`)."""
         shape = self._nominal_maxshape(chunk)
-        row = math.prod(shape[1:]) * self._dtype_of().itemsize
+        read = 0
         if self.stages:  # read as source frames
-            row = max(row, math.prod(shape[1 : self.scan_rank]) * self._source_frame_bytes())
-        rows = max(1, int(buffer_gb * 1e9 // max(row, 1)))
-        rows = max(chunk[0], rows // chunk[0] * chunk[0])
-        if self._final is not None:
-            rows = min(rows, shape[0])
-        return (rows, *shape[1:])
+            read = math.prod(shape[1 : self.scan_rank]) * self._source_frame_bytes()
+        return chunk_buffer_shape(
+            chunk,
+            buffer_gb,
+            maxshape=shape,
+            itemsize=self._dtype_of().itemsize,
+            final=self._final is not None,
+            row_bytes_read=read,
+        )
 
     def _source_frame_bytes(self) -> int:
         return max(1, math.prod(self.source_frame_shape) * int(self.dataset.dtype.itemsize))
@@ -705,7 +633,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
     def _blocks(self) -> Iterator[Selection]:
         """Buffer boxes over the scan dims, in hdmf's order, lazily along the first axis."""
         buffer = self.buffer_shape[: self.scan_rank]
-        inner = _tiles(self._inner, buffer[1:])
+        inner = tiles(self._inner, buffer[1:])
         total = self._final[0] if self._final is not None else None
         for lo in itertools.count(self._options["start_row"], buffer[0]):
             if total is not None and lo >= total:
@@ -719,14 +647,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return self._scan_shape(max(block[0].stop, 1))
 
     def _complete_scan_rows(self, block: Selection) -> int:
-        """Rows of ``block`` from its start (along the first axis) whose frames are all
-        complete, less than the whole block."""
-        start, stop = int(block[0].start), int(block[0].stop)
-        inner = max(int(math.prod(self._inner)), 1)
-        # Row r of the block is complete when its last frame, r * inner + offset, is.
-        offset = _last_frame((slice(0, 1), *block[1:]), self._grid(block))
-        rows = (self.follower.current_max - offset) // inner + 1 - start
-        return max(0, min(rows, stop - start - 1))
+        return complete_scan_rows(block, self._grid(block), self.follower.current_max)
 
     def _ready(self, block: Selection) -> tuple[list[Selection], Selection | None, bool]:
         """Wait for ``block``; return the parts to hand out now, what is left of it, and
@@ -736,7 +657,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         also its complete rows from the start, once its oldest complete frame has waited
         ``max_latency_s`` less what a release costs (:meth:`_release_budget`).
         """
-        last = _last_frame(block, self._grid(block))
+        last = last_frame(block, self._grid(block))
         latency = self._options["max_latency_s"]
         done = self._wait(last) if latency is None else self._wait_within_latency(block, last)
         if done is None:  # the oldest complete frame waited long enough
@@ -751,16 +672,13 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return prefix_boxes(block, self._grid(block), self.follower.current_max + 1)
 
     def _release_budget(self) -> float:
-        """How long a complete frame may wait to be released: ``max_latency_s`` less what a
-        release has cost lately (reading it and writing it), but at least half of it."""
-        latency = float(self._options["max_latency_s"])
-        return latency - min(self._release_cost_s, latency / 2)
+        return release_budget(float(self._options["max_latency_s"]), self._release_cost_s)
 
     def _wait_within_latency(self, block: Selection, last: int) -> bool | None:
         """Like ``_wait(last)``, but None once whole scan rows of ``block`` are complete and
         its oldest complete frame has waited its release budget."""
         clock = self.follower.clock
-        first = _first_frame(block, self._grid(block))
+        first = first_frame(block, self._grid(block))
         first_row = (slice(block[0].start, block[0].start + 1), *block[1:])
         while True:
             if not self._wait(first):  # the oldest frame of the block
@@ -776,17 +694,17 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             if self._complete_scan_rows(block):
                 return None
             # waited long enough, but not one whole scan row yet: wait for the first one
-            done = self._wait(_last_frame(first_row, self._grid(first_row)))
+            done = self._wait(last_frame(first_row, self._grid(first_row)))
             if done is not True or self.follower.current_max >= last:
                 return done
 
     def _selections(self) -> Iterator[Selection]:
         self._unpark()  # an unpickled iterator opens its file when iteration starts
-        frame_tiles = _tiles(self.frame_shape, self.buffer_shape[self.scan_rank :])
+        frame_tiles = tiles(self.frame_shape, self.buffer_shape[self.scan_rank :])
         stopped = False
         for whole in self._blocks():
             if stopped:  # the rest of a row band split along an inner axis may be complete
-                if _first_frame(whole, self._grid(whole)) > self.follower.current_max:
+                if first_frame(whole, self._grid(whole)) > self.follower.current_max:
                     return
                 parts = self._complete_parts(whole)
             else:
@@ -796,9 +714,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                     ready, block, stopped = self._ready(block)
                     parts += ready
                     if block is not None:  # released early: hand these out now
-                        yield from _with_frames(ready, frame_tiles)
+                        yield from with_frames(ready, frame_tiles)
                         parts = []
-            yield from _with_frames(parts, frame_tiles)
+            yield from with_frames(parts, frame_tiles)
 
     def _get_data(self, selection: Selection) -> npt.NDArray[Any]:
         """Wait until the selection's frames are complete, then read them.
@@ -833,7 +751,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         scan = selection[: self.scan_rank]
         grid = self._scan_shape(max(scan[0].stop, 1))
         first = int(np.ravel_multi_index([s.start for s in scan], grid))
-        return first, _last_frame(scan, grid)
+        return first, last_frame(scan, grid)
 
     def _read(self, selection: Selection, first: int, last: int) -> npt.NDArray[Any]:
         """Read the source's frames ``first .. last`` in ``selection`` (complete, refreshed)."""
@@ -905,8 +823,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         """
         clock = self.follower.clock
         if self._chosen_at is not None:  # the last chunk has been read and written by now
-            cost = clock() - self._chosen_at
-            self._release_cost_s = max(cost, 0.9 * self._release_cost_s)
+            self._release_cost_s = next_release_cost(
+                self._release_cost_s, clock() - self._chosen_at
+            )
             self._chosen_at = None
         try:
             selection = next(self.buffer_selection_generator)
