@@ -54,9 +54,10 @@ print("ready:", writer.start())
 # in ``chunk_mb=10`` MB, and a buffer whole chunks within ``buffer_gb=1`` GB. The length is
 # unknown while the writer runs, so ``maxshape`` is ``None`` on the frame axis and
 # ``num_buffers`` is ``None``; ``recommended_data_shape()`` is what is complete so far. Here
-# one buffer would hold the whole acquisition and come only once the writer is done, unless
-# ``max_latency_s`` is set: then whole chunks of complete frames are released once the oldest
-# of them has waited that long.
+# one buffer would hold the whole acquisition and come only once the writer is done, but
+# ``max_latency_s`` (1 s for a live source) releases the complete frames of a buffer once the
+# oldest of them has waited that long, ending inside a chunk if need be (that chunk is written
+# again as it fills).
 with LiveDataChunkIterator(source, "/entry/data/data") as frames:
     print("chunk_shape", frames.chunk_shape, "buffer_shape", frames.buffer_shape)
     print("maxshape", frames.maxshape, "num_buffers", frames.num_buffers)

@@ -72,8 +72,9 @@ print(metadata.read_text())
 # -------------------
 # ``h5live nwb`` finds the frames (the largest dataset growing with the scan), the keys, the
 # finished flag and the timestamps by itself. ``--chunk-shape 50 32 32`` stores 50 frames per
-# HDF5 chunk, and ``--max-latency 0.05`` writes the whole chunks of complete frames once the
-# oldest of them has waited 50 ms, instead of waiting for a full buffer. Once every NWB
+# HDF5 chunk, and ``--max-latency 0.05`` writes the complete frames once the oldest of them has
+# waited 50 ms (a chunk that is not full yet is written again as it fills), instead of waiting
+# for a full buffer. Once every NWB
 # object exists, the converter switches the file to SWMR mode: from then on readers may open it,
 # and h5live's bookkeeping (``/scratch/h5live_*``) is there.
 command = [

@@ -180,8 +180,8 @@ def _plot(
     latency.text(
         0.01,
         0.98,
-        f"Why a sawtooth: frames are written in releases of whole {chunk_frames}-frame chunks,\n"
-        f"once the oldest complete frame has waited max_latency_s ({max_latency_s * 1e3:g} ms).\n"
+        "Why a sawtooth: the complete frames are written in a release once the oldest has\n"
+        f"waited max_latency_s ({max_latency_s * 1e3:g} ms; chunks of {chunk_frames} frames).\n"
         "Each tooth is one release: its first frame waited longest, its last the least;\n"
         "the floor is the converter's and this follower's polls, the write and its flush.\n"
         "The last frames go out when the converter sees the writer's finished flag.",
