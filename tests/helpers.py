@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -83,6 +84,7 @@ def output_status(path: Path, layout: Any = None, data: str = "/entry/data/data"
 
 
 H5LIVE = [sys.executable, "-m", "h5live"]
+PROGRAMS = Path(__file__).parent / "programs"
 
 
 def wait_for_frames(
@@ -134,3 +136,37 @@ def ended(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, 
     """Exit code, stdout and stderr of a process, its pipes closed."""
     out, err = process.communicate(timeout=timeout_s)
     return process.returncode, out, err
+
+
+class OutputReaders:
+    """Two readers of an h5live output during its resume: a process that holds it open for
+    SWMR reading (it holds HDF5's file lock, which must not block the resume) and
+    ``h5live follow``. :meth:`check` says whether both saw every frame once it is done."""
+
+    def __init__(
+        self, spawn: Callable[..., subprocess.Popen[str]], path: Path, status: str, frames: int
+    ) -> None:
+        self.frames = frames
+        self.holder = spawn(
+            [sys.executable, str(PROGRAMS / "hold_open.py"), str(path), status, str(frames)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.holder.stdout is not None
+        assert self.holder.stdout.readline() == "open\n"
+        self.follower = spawn(
+            [*H5LIVE, "follow", str(path), "--timeout", "60", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def check(self) -> None:
+        """Once the output is complete: the holder saw every frame, and so did the follower."""
+        looks, _ = self.holder.communicate("\n" * 1000, timeout=120)
+        assert looks.strip() == str(self.frames)  # the reader that held the file open
+        summary, err = self.follower.communicate(timeout=120)
+        assert self.follower.returncode == 0, err
+        followed = json.loads(summary)
+        assert (followed["frames"], followed["stop_reason"]) == (self.frames, "finished")

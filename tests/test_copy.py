@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -15,9 +14,10 @@ import swmr_tools
 
 from h5live import KeyFollower
 from h5live._write.copy import copy_live
+from h5live._write.output import HDF5_LAYOUT
 from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
-from helpers import H5LIVE, output_status, start_converter, wait_for_frames
+from helpers import H5LIVE, OutputReaders, output_status, start_converter, wait_for_frames
 from helpers import ended as ended_process
 
 pytestmark = pytest.mark.live
@@ -188,18 +188,6 @@ def test_a_killed_converter_resumes_with_no_frame_missing_or_twice(
         assert int(np.count_nonzero(f["/entry/keys/key_0"][...])) == 800
 
 
-READER = """
-import sys, h5py
-with h5py.File(sys.argv[1], "r", libver="latest", swmr=True) as f:
-    count = f["/entry/h5live/frames_complete"]
-    print("open", flush=True)
-    while count[()] < int(sys.argv[2]):
-        sys.stdin.readline()  # a line per look, so that the test paces it
-        count.refresh()
-    print(count[()], flush=True)
-"""
-
-
 def test_a_copy_resumes_while_readers_follow_it(writer_process, converter, spawn, tmp_path):
     """SWMR readers hold a lock on the file: a resume must not be refused for them."""
     process = writer_process(scan_shape=(400,), frame_shape=(4,), frame_rate_hz=400, hold_at=0)
@@ -209,28 +197,11 @@ def test_a_copy_resumes_while_readers_follow_it(writer_process, converter, spawn
     wait_for_frames(copy, 40, copier)
     copier.kill()
     ended(copier)
-    reader = spawn(
-        [sys.executable, "-c", READER, str(copy), "400"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert reader.stdout.readline() == "open\n"
-    follower = spawn(
-        [*H5LIVE, "follow", str(copy), "--timeout", "60", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    readers = OutputReaders(spawn, copy, HDF5_LAYOUT.status, 400)
     code, err = ended(converter(process.path, copy, "--resume"))
     assert code == 0, err
     assert process.wait() == 0
-    out, _ = reader.communicate("\n" * 1000, timeout=120)
-    assert out.strip() == "400"  # the reader that held the file open saw the resumed frames
-    summary, err = follower.communicate(timeout=120)
-    assert follower.returncode == 0, err
-    assert json.loads(summary)["frames"] == 400
-    assert json.loads(summary)["stop_reason"] == "finished"
+    readers.check()
     assert status(copy)["state"] == "complete"
 
 

@@ -29,7 +29,14 @@ import swmr_tools
 
 from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT, OutputLayout
 from h5live.testing import frame_values
-from helpers import H5LIVE, ended, output_status, start_converter, wait_for_frames
+from helpers import (
+    H5LIVE,
+    OutputReaders,
+    ended,
+    output_status,
+    start_converter,
+    wait_for_frames,
+)
 
 pytestmark = pytest.mark.live
 
@@ -160,18 +167,6 @@ def test_swmr_tools_and_h5live_follow_an_output_from_birth(writer_process, spawn
     assert process.wait() == 0
 
 
-HOLDER = """
-import sys, h5py
-with h5py.File(sys.argv[1], "r", libver="latest", swmr=True) as f:
-    count = f[sys.argv[2] + "frames_complete"]
-    print("open", flush=True)
-    while count[()] < int(sys.argv[3]):
-        sys.stdin.readline()  # a line per look, so that the test paces it
-        count.refresh()
-    print(count[()], flush=True)
-"""
-
-
 def test_an_nwb_conversion_resumes_while_readers_follow_it(writer_process, spawn, tmp_path):
     output = OUTPUTS[1]
     process = writer_process(
@@ -183,26 +178,10 @@ def test_an_nwb_conversion_resumes_while_readers_follow_it(writer_process, spawn
     wait_for_frames(destination, 40, converter, output.layout, output.data)
     converter.kill()
     ended(converter)
-    holder = spawn(
-        [sys.executable, "-c", HOLDER, str(destination), output.layout.status, "400"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline() == "open\n"
-    follower = spawn(
-        [*H5LIVE, "follow", str(destination), "--timeout", "60", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    readers = OutputReaders(spawn, destination, output.layout.status, 400)
     code, _, err = ended(start(spawn, output, process.path, destination, "--resume"))
     assert code == 0, err
     assert process.wait() == 0
-    out, _ = holder.communicate("\n" * 1000, timeout=120)
-    assert out.strip() == "400"
-    summary, err = follower.communicate(timeout=120)
-    assert follower.returncode == 0, err
-    assert (json.loads(summary)["frames"], json.loads(summary)["stop_reason"]) == (400, "finished")
+    readers.check()
     status = output_status(destination, output.layout, output.data)
     assert (status["frames"], status["state"], status["data"]) == (400, "complete", 400)

@@ -21,7 +21,7 @@ import h5live
 from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT
 from h5live.errors import OutputExistsError
 from h5live.testing import frame_values
-from helpers import H5LIVE, ended, output_status, wait_for_frames
+from helpers import H5LIVE, OutputReaders, ended, output_status, wait_for_frames
 
 USER_WRITE = Path(__file__).parent / "programs" / "user_nwb_write.py"
 READER = Path(__file__).parent / "programs" / "output_reader.py"
@@ -103,18 +103,6 @@ def test_a_users_nwb_write_of_frames_and_timestamps_is_followed_while_it_is_writ
     assert (status["frames"], status["state"], status["finished"]) == (150, "complete", 1)
 
 
-HOLDER = """
-import sys, h5py
-with h5py.File(sys.argv[1], "r", libver="latest", swmr=True) as f:
-    count = f["/scratch/h5live_frames_complete"]
-    print("open", flush=True)
-    while count[()] < int(sys.argv[2]):
-        sys.stdin.readline()  # a line per look, so that the test paces it
-        count.refresh()
-    print(count[()], flush=True)
-"""
-
-
 @pytest.mark.live
 def test_a_killed_users_nwb_write_resumes_while_readers_follow_it(writer_process, spawn, tmp_path):
     process = writer_process(
@@ -128,19 +116,7 @@ def test_a_killed_users_nwb_write_resumes_while_readers_follow_it(writer_process
     wait_for_frames(nwb, 100, user, NWB_LAYOUT, SERIES)
     user.kill()  # mid-write, as a crash would
     ended(user)
-    holder = spawn(
-        [sys.executable, "-c", HOLDER, str(nwb), "300"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline() == "open\n"
-    follower = spawn(
-        [*H5LIVE, "follow", str(nwb), "--timeout", "60", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    readers = OutputReaders(spawn, nwb, NWB_LAYOUT.status, 300)
     again = spawn([*command, "a"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_frames(nwb, 100, again, NWB_LAYOUT, SERIES)
     process.go()
@@ -148,11 +124,7 @@ def test_a_killed_users_nwb_write_resumes_while_readers_follow_it(writer_process
     assert code == 0, err
     assert out.strip() == "complete"
     assert process.wait() == 0
-    looks, _ = holder.communicate("\n" * 1000, timeout=120)
-    assert looks.strip() == "300"  # the reader that held the file open saw the resumed frames
-    summary, err = follower.communicate(timeout=120)
-    assert follower.returncode == 0, err
-    assert (json.loads(summary)["frames"], json.loads(summary)["stop_reason"]) == (300, "finished")
+    readers.check()
     with pynwb.NWBHDF5IO(nwb, "r") as io:
         series = io.read().acquisition["detector"]
         np.testing.assert_array_equal(series.data[:], expected(300))
