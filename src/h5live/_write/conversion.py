@@ -47,7 +47,7 @@ from h5live._write.options import ConversionOptions
 from h5live._write.output import LiveOutput, OutputLayout, frames_keyed
 from h5live._write.sink import DatasetSink
 from h5live._write.stop import Stopped, check_stop, request_stop
-from h5live.errors import OutputError, OutputExistsError, ScanShapeError
+from h5live.errors import IteratorOptionError, OutputError, OutputExistsError, ScanShapeError
 
 __all__ = [
     "OUTPUT_CHUNK_CACHE",
@@ -554,19 +554,37 @@ class Conversion:
                 else:
                     shapes["buffer_gb"] = options.buffer_gb
             progress = options.display_progress and k == 0
-            iterators.append(
-                LiveDataChunkIterator(
-                    dataset,
-                    follower=self.follower,
-                    start_row=start_rows[k] if start_rows is not None else 0,
-                    stages=stages,
-                    max_latency_s=options.max_latency_s,
-                    display_progress=progress,
-                    progress_bar_class=options.progress_bar_class if progress else None,
-                    progress_bar_options=options.progress_bar_options if progress else None,
+
+            common: dict[str, Any] = {
+                "follower": self.follower,
+                "start_row": start_rows[k] if start_rows is not None else 0,
+                "stages": stages,
+                "max_latency_s": options.max_latency_s,
+                "display_progress": progress,
+                "progress_bar_class": options.progress_bar_class if progress else None,
+                "progress_bar_options": options.progress_bar_options if progress else None,
+            }
+            try:
+                iterator = LiveDataChunkIterator(dataset, **common, **shapes)
+            except IteratorOptionError:
+                # The source finished between the first iterator (made while its length was
+                # unknown: chunks of up to 4096 rows) and this one, which now knows a length
+                # its chunk rows exceed (hdmf refuses that): cut them to it.
+                final = self._final_rows()
+                rows = int(shapes.get("chunk_shape", (0,))[0])
+                if k == 0 or final is None or rows <= final:
+                    raise
+                shapes = {
                     **shapes,
-                )
-            )
+                    "chunk_shape": (final, *shapes["chunk_shape"][1:]),
+                    **(
+                        {"buffer_shape": (final, *shapes["buffer_shape"][1:])}
+                        if "buffer_shape" in shapes
+                        else {}
+                    ),
+                }
+                iterator = LiveDataChunkIterator(dataset, **common, **shapes)
+            iterators.append(iterator)
         self.iterators = iterators
         return iterators
 
