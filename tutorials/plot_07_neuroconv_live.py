@@ -129,10 +129,19 @@ print(iterator)
 # reaches the file within about a second (the latency bound). Frames may be a chunk ahead of
 # their timestamps (PyNWB warns that the lengths differ): ``h5live_frames_complete`` counts the
 # frames written with their timestamps.
-conversion = threading.Thread(
-    target=configure_and_write_nwbfile,
-    kwargs={"nwbfile": nwbfile, "nwbfile_path": nwb_path, "backend_configuration": configuration},
-)
+failed = []  # what the conversion raised, raised again here once it has ended
+
+
+def convert() -> None:
+    try:
+        configure_and_write_nwbfile(
+            nwbfile=nwbfile, nwbfile_path=nwb_path, backend_configuration=configuration
+        )
+    except BaseException as exc:
+        failed.append(exc)
+
+
+conversion = threading.Thread(target=convert)
 conversion.start()
 writer.go()
 started = time.monotonic()
@@ -157,6 +166,8 @@ while conversion.is_alive():
 writer.wait()
 writer.close()
 converter.close()  # the sessions of the live interfaces
+if failed:
+    raise failed[0]
 
 # %%
 seconds, camera_frames, nwb_frames = np.array(samples).T

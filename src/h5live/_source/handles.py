@@ -105,7 +105,13 @@ def _handle_counts() -> dict[int, int]:
     """
     groups: dict[tuple[tuple[int, int], int], list[int]] = {}
     for object_id in h5f.get_obj_ids(h5f.OBJ_ALL, h5f.OBJ_DATASET):
-        groups.setdefault(_identity(object_id), []).append(object_id.id)
+        try:
+            identity = _identity(object_id)
+        except (ValueError, RuntimeError, KeyError):
+            # closed since it was listed, by another thread (a reader beside a conversion):
+            # a handle that is gone is no duplicate
+            continue
+        groups.setdefault(identity, []).append(object_id.id)
     return {hid: len(hids) for hids in groups.values() for hid in hids}
 
 
