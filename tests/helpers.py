@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,25 @@ class OutputReaders:
         assert self.follower.returncode == 0, err
         followed = json.loads(summary)
         assert (followed["frames"], followed["stop_reason"]) == (self.frames, "finished")
+
+
+class Background:
+    """A call run in a thread (a conversion or write blocks until its sources finish);
+    ``join`` re-raises what it raised."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # re-raised in the test's thread
+            self.error = exc
+
+    def join(self, timeout_s: float = 240.0) -> None:
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "the call in the background did not end"
+        if self.error is not None:
+            raise self.error

@@ -19,8 +19,7 @@ import inspect
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -51,7 +50,7 @@ from h5live.neuroconv import (
 )
 from h5live.neuroconv._private import ASSUMED_NEUROCONV
 from h5live.testing import frame_values, wait_for_progress
-from helpers import H5LIVE, ended, output_status, wait_for_frames
+from helpers import H5LIVE, Background, ended, output_status, wait_for_frames
 
 pytestmark = pytest.mark.live  # real writer processes
 
@@ -114,28 +113,6 @@ def read_series(path: Path, name: str) -> dict[str, Any]:
             if series.timestamps is None
             else series.timestamps.compression,
         }
-
-
-class Background:
-    """A call run in a thread (a conversion blocks until its sources finish); ``join``
-    re-raises what it raised."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self.thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            call()
-        except BaseException as exc:  # re-raised in the test's thread
-            self.error = exc
-
-    def join(self, timeout_s: float = 240.0) -> None:
-        self.thread.join(timeout_s)
-        assert not self.thread.is_alive(), "the conversion did not end"
-        if self.error is not None:
-            raise self.error
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ unknown to them (nothing here depends on timing).
 from __future__ import annotations
 
 import datetime
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
@@ -29,34 +28,13 @@ from h5live import LiveDataChunkIterator
 from h5live.neuroconv import LiveHDF5Interface, LiveNWBZarrIO, get_default_backend_configuration
 from h5live.neuroconv._zarr import ASSUMED_HDMF_ZARR, grown_selections
 from h5live.testing import frame_values, wait_for_progress
+from helpers import Background
 
 pytestmark = pytest.mark.live  # real writer processes
 
 FRAME = (16, 12)
 N = 90
 IDLE_S = 120.0
-
-
-class Background:
-    """A call run in a thread (a write blocks until its sources finish); ``join`` re-raises
-    what it raised."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self.thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            call()
-        except BaseException as exc:  # re-raised in the test's thread
-            self.error = exc
-
-    def join(self, timeout_s: float = 240.0) -> None:
-        self.thread.join(timeout_s)
-        assert not self.thread.is_alive(), "the write did not end"
-        if self.error is not None:
-            raise self.error
 
 
 def new_nwbfile() -> NWBFile:
