@@ -193,3 +193,16 @@ class Background:
         assert not self.thread.is_alive(), "the call in the background did not end"
         if self.error is not None:
             raise self.error
+
+
+def assert_valid_nwb(path: Path) -> None:
+    """pynwb.validate passes, and nwbinspector finds nothing CRITICAL (or worse)."""
+    import pynwb
+    from nwbinspector import inspect_nwbfile
+
+    assert pynwb.validate(path=str(path)) == []
+    findings = [
+        f"{m.importance.name} {m.check_function_name} at {m.location}: {m.message}"
+        for m in inspect_nwbfile(path, skip_validate=True, importance_threshold="CRITICAL")
+    ]
+    assert findings == []

@@ -32,7 +32,6 @@ from hdmf.backends.hdf5.h5_utils import H5DataIO
 from jsonschema import ValidationError
 from neuroconv import BaseDataInterface, ConverterPipe, NWBConverter
 from neuroconv.tools import nwb_helpers
-from nwbinspector import inspect_nwbfile
 
 from h5live import LiveDataChunkIterator
 from h5live._write.output import NWB_LAYOUT
@@ -51,6 +50,7 @@ from h5live.neuroconv import (
 from h5live.neuroconv._private import ASSUMED_NEUROCONV
 from h5live.testing import frame_values, wait_for_progress
 from helpers import H5LIVE, Background, ended, output_status, wait_for_frames
+from helpers import assert_valid_nwb as assert_valid
 
 pytestmark = pytest.mark.live  # real writer processes
 
@@ -84,16 +84,6 @@ def source_array(path: str | Path, dataset: str) -> np.ndarray:
 def seconds_after_start(times: np.ndarray) -> np.ndarray:
     """Unix times (flush times) as seconds after the session start."""
     return times - datetime.datetime.fromisoformat(START).timestamp()
-
-
-def assert_valid(path: Path) -> None:
-    """pynwb.validate passes, and nwbinspector finds nothing CRITICAL (or worse)."""
-    assert pynwb.validate(path=str(path)) == []
-    findings = [
-        f"{m.importance.name} {m.check_function_name} at {m.location}: {m.message}"
-        for m in inspect_nwbfile(path, skip_validate=True, importance_threshold="CRITICAL")
-    ]
-    assert findings == []
 
 
 def read_series(path: Path, name: str) -> dict[str, Any]:

@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 import pynwb
 import pytest
-from nwbinspector import inspect_nwbfile
 
 from h5live import KeyFollower, to_nwb
 from h5live._write.output import NWB_LAYOUT
 from h5live.testing import frame_values
+from helpers import assert_valid_nwb as assert_valid
 from helpers import ended, output_status, start_converter
 from helpers import wait_for_frames as wait_for_output_frames
 
@@ -68,16 +68,6 @@ def read_series(path: Path, name: str = "detector") -> dict[str, Any]:
             "rate": series.rate,
             "starting_time": series.starting_time,
         }
-
-
-def assert_valid(path: Path) -> None:
-    """pynwb.validate passes, and nwbinspector finds nothing CRITICAL (or worse)."""
-    assert pynwb.validate(path=str(path)) == []
-    findings = [
-        f"{m.importance.name} {m.check_function_name} at {m.location}: {m.message}"
-        for m in inspect_nwbfile(path, skip_validate=True, importance_threshold="CRITICAL")
-    ]
-    assert findings == []
 
 
 @pytest.fixture
