@@ -124,3 +124,56 @@ def rotated(names: Sequence[str], round_: int) -> list[str]:
     variant always runs first (or right after the same other one) on a noisy machine."""
     k = round_ % len(names)
     return [*names[k:], *names[:k]]
+
+
+def live_conversion(
+    source: Path,
+    output: Path,
+    command: str,
+    watch: Callable[[Path], Any],
+    *,
+    startup_s: float,
+    end_s: float,
+    layout: Any = None,
+    **writer: Any,
+) -> dict[str, Any]:
+    """``h5live COMMAND SOURCE OUTPUT`` (defaults) converting a simulated writer live, each in
+    its own process: the writer waits until the output exists, then ``watch(output)`` runs
+    while both work. Returns the converter's JSON summary (``summary``), what ``watch``
+    returned (``watched``), the writer's flush times (``flushed``) and rate (``writer_rate_hz``);
+    the files are removed."""
+    import subprocess
+    import sys
+
+    from h5live._demo import _wait_for_output
+    from h5live.testing import WriterProcess
+
+    with WriterProcess(source, timestamps=True, hold_at=0, **writer) as process:
+        process.start()
+        argv = [sys.executable, "-m", "h5live", command, str(source), str(output)]
+        converter = subprocess.Popen(
+            [*argv, "--json", "--no-progress", "--overwrite"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            _wait_for_output(output, converter, startup_s, *([layout] if layout else []))
+            process.go()
+            watched = watch(output)
+            out, _ = converter.communicate(timeout=end_s)
+        finally:
+            if converter.poll() is None:
+                converter.kill()
+                converter.communicate()
+        process.wait()
+        summary_rate = process.summary["rate_hz"] if process.summary else float("nan")
+    if converter.returncode:
+        raise RuntimeError(f"h5live {command} failed with exit code {converter.returncode}")
+    with h5py.File(source, "r") as f:
+        flushed = f["/entry/flush_time"][...]
+    source.unlink()
+    output.unlink()
+    return {
+        "summary": json.loads(out.strip().splitlines()[-1]),
+        "watched": watched,
+        "flushed": flushed,
+        "writer_rate_hz": float(summary_rate),
+    }

@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -33,13 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_args, pyplot, save_results
+from _common import live_conversion, machine, machine_line, parse_args, pyplot, save_results
 from h5live import FollowPolicy
-from h5live._demo import _follow, _wait_for_output
+from h5live._demo import _follow
 from h5live.testing import WriterProcess
 
 MAX_LATENCY_S = 1.0  # h5live nwb's default
@@ -85,34 +83,21 @@ def simulated_writer_rate(path: Path, frames: int, frame: tuple[int, int]) -> fl
 def converted(folder: Path, frames: int, frame: tuple[int, int]) -> dict[str, Any]:
     """The simulated writer, unthrottled, converted live by ``h5live nwb`` (defaults)."""
     source, output = folder / "live.h5", folder / "live.nwb"
-    with WriterProcess(
-        source, scan_shape=(frames,), frame_shape=frame, timestamps=True, hold_at=0
-    ) as writer:
-        writer.start()
-        command = [sys.executable, "-m", "h5live", "nwb", str(source), str(output)]
-        command += ["--json", "--no-progress", "--overwrite"]
-        converter = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        try:
-            _wait_for_output(output, converter, 60)
-            writer.go()
-            complete_at, _ = _follow(output, frames, timeout=60, policy=GENTLE)
-            out, _ = converter.communicate(timeout=300)
-        finally:
-            if converter.poll() is None:
-                converter.kill()
-                converter.communicate()
-        writer.wait()
-        writer_rate = float(writer.summary["rate_hz"]) if writer.summary else float("nan")
-    if converter.returncode:
-        raise RuntimeError(f"h5live nwb failed with exit code {converter.returncode}")
-    result = json.loads(out.strip().splitlines()[-1])
-    with h5py.File(source, "r") as f:
-        flushed = f["/entry/flush_time"][...]
+    run = live_conversion(
+        source,
+        output,
+        "nwb",
+        lambda path: _follow(path, frames, timeout=60, policy=GENTLE)[0],
+        startup_s=60,
+        end_s=300,
+        scan_shape=(frames,),
+        frame_shape=frame,
+    )
+    result, writer_rate = run["summary"], run["writer_rate_hz"]
+    complete_at, flushed = run["watched"], run["flushed"]
     latency_ms = (complete_at - flushed) * 1e3
     end_lag_s = float(np.nanmax(complete_at) - flushed.max())
     span = float(np.nanmax(complete_at) - flushed.min())
-    source.unlink()
-    output.unlink()
     return {
         "writer_rate_hz": writer_rate,
         "conversion_rate_hz": frames / span if span > 0 else float("nan"),

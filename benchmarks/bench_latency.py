@@ -17,8 +17,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +28,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, machine_line, parse_args, pyplot, save_results
-from h5live._demo import _wait_for_output
+from _common import live_conversion, machine, machine_line, parse_args, pyplot, save_results
 from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT
-from h5live.testing import WriterProcess
 
 MAX_LATENCY_S = 1.0  # the converters' default
 TARGET_S = MAX_LATENCY_S + 0.25
@@ -73,38 +69,20 @@ def run_case(
     frames = int(rate * seconds)
     data_path, layout = OUTPUTS[command]
     source, output = folder / "live.h5", folder / f"out.{command}.h5"
-    with WriterProcess(
+    run = live_conversion(
         source,
+        output,
+        command,
+        lambda path: watch_extent(path, data_path, layout.status, frames),
+        startup_s=120,
+        end_s=600,
+        layout=layout,
         scan_shape=(frames,),
         frame_shape=frame,
         frame_rate_hz=rate,
-        timestamps=True,
-        hold_at=0,
-    ) as writer:
-        writer.start()
-        argv = [sys.executable, "-m", "h5live", command, str(source), str(output)]
-        converter = subprocess.Popen(
-            [*argv, "--json", "--no-progress", "--overwrite"], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            _wait_for_output(output, converter, 120, layout)
-            writer.go()
-            seen = watch_extent(output, data_path, layout.status, frames)
-            out, _ = converter.communicate(timeout=600)
-        finally:
-            if converter.poll() is None:
-                converter.kill()
-                converter.communicate()
-        writer.wait()
-        writer_rate = float(writer.summary["rate_hz"]) if writer.summary else float("nan")
-    if converter.returncode:
-        raise RuntimeError(f"h5live {command} failed with exit code {converter.returncode}")
-    result = json.loads(out.strip().splitlines()[-1])
-    with h5py.File(source, "r") as f:
-        flushed = f["/entry/flush_time"][...]
-    latency = seen - flushed
-    source.unlink()
-    output.unlink()
+    )
+    result, writer_rate = run["summary"], run["writer_rate_hz"]
+    latency = run["watched"] - run["flushed"]
     return {
         "command": command,
         "frame": list(frame),
