@@ -52,12 +52,19 @@ def source_file(path, frames, compression):
 
 
 @pytest.mark.parametrize(
-    ("stored", "compression", "how"),
-    [(True, True, "raw"), (True, False, "direct"), (False, True, "decoded: filters differ")],
-    ids=["zstd-to-zstd-raw", "zstd-to-plain-direct", "plain-to-zstd-decoded"],
+    ("stored", "compression", "workers", "how"),
+    [
+        (True, True, None, "raw"),
+        (True, False, None, "direct"),
+        (False, True, 0, "decoded: filters differ"),
+        (False, True, 2, "parallel (2 workers): filters differ"),
+    ],
+    ids=["zstd-to-zstd-raw", "zstd-to-plain-direct", "plain-to-zstd-decoded", "plain-to-zstd-pool"],
 )
-def test_chunks_written_in_parts_and_whole_give_the_source(tmp_path, stored, compression, how):
-    data = source_file(tmp_path / "s.h5", 22, stored)
+def test_chunks_written_in_parts_and_whole_give_the_source(
+    tmp_path, stored, compression, workers, how
+):
+    data = source_file(tmp_path / "s.h5", 26, stored)
     with (
         h5py.File(tmp_path / "s.h5", "r", libver="latest", swmr=True) as f,
         h5py.File(tmp_path / "d.h5", "w", libver="latest") as out,
@@ -71,16 +78,24 @@ def test_chunks_written_in_parts_and_whole_give_the_source(tmp_path, stored, com
             dtype="uint16",
             **(hdf5plugin.Zstd() if compression else {}),
         )
-        sink = DatasetSink.for_iterator(made, it)
+        sink = DatasetSink.for_iterator(made, it, workers=workers)
         assert sink.how.startswith(how)
         # releases for the latency bound: inside a chunk, across chunks, whole, the edge
-        for lo, hi in [(0, 3), (3, 5), (5, 13), (13, 16), (16, 22)]:
+        written = []
+        for lo, hi in [(0, 3), (3, 5), (5, 13), (13, 16), (16, 24), (24, 26)]:
             it._await((slice(lo, hi), *FRAME_SLICES))
             chunk = SourceChunk(it, (slice(lo, hi), *FRAME_SLICES))
             sink.write(chunk)
+            sink.flush()
             assert made.shape[0] == hi  # the extent grows to what is written, no further
             np.testing.assert_array_equal(made[:hi], data[:hi])
+            written += sink.take_written()
+        sink.close()
         it.close()
+    # every row written once, in order: what a caller marks
+    rows = [(s[0].start, s[0].stop) for s in written]
+    assert rows == sorted(rows)
+    assert [r for a, b in rows for r in range(a, b)] == list(range(26))
     with h5py.File(tmp_path / "d.h5", "r") as f:
         np.testing.assert_array_equal(f["d"][...], data)
 
@@ -97,3 +112,48 @@ def test_a_read_or_plain_chunk_is_decoded_and_counted(tmp_path):
         assert written == data[:6].nbytes == sink.bytes_written
         np.testing.assert_array_equal(made[...], data[:6])
         assert "DatasetSink" in repr(sink)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_pool_writes_tiles_and_edge_chunks_in_order_and_only_then_counts_them(
+    tmp_path, workers
+):
+    """Chunks smaller than a frame (edge chunks where the frame does not divide): each chunk
+    goes to the pool; a selection counts as written once its last chunk is on disk."""
+    frames = 24
+    data = np.stack([frame_values(i, FRAME, "uint16") for i in range(frames)])
+    with h5py.File(tmp_path / "d.h5", "w", libver="latest") as out:
+        made = out.create_dataset(
+            "d",
+            shape=(0, *FRAME),
+            maxshape=(None, *FRAME),
+            chunks=(4, 8, 12),
+            dtype="uint16",
+            compression="gzip",
+            shuffle=True,
+        )
+        sink = DatasetSink(made, workers=workers)
+        assert sink.how.startswith(f"parallel ({workers} workers)")
+        taken = []
+        for lo in range(0, frames, 8):
+            sink.write(
+                DataChunk(data=data[lo : lo + 8], selection=(slice(lo, lo + 8), *FRAME_SLICES))
+            )
+            taken += sink.take_written()
+            assert made.shape[0] <= lo + 8  # never beyond what was handed over
+        sink.close()
+        taken += sink.take_written()
+        assert [(s[0].start, s[0].stop) for s in taken] == [(0, 8), (8, 16), (16, 24)]
+        assert sink.bytes_written == made.id.get_storage_size()
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        np.testing.assert_array_equal(f["d"][...], data)
+        assert f["d"].compression == "gzip"
+        assert f["d"].shuffle
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, "2", True])
+def test_bad_workers_are_refused_naming_the_value_and_the_fix(tmp_path, workers):
+    with h5py.File(tmp_path / "d.h5", "w", libver="latest") as out:
+        made = out.create_dataset("d", shape=(0, 4), maxshape=(None, 4), chunks=(2, 4), dtype="u2")
+        with pytest.raises(ValueError, match=r"workers=.*'/d'.*Fix: pass workers=None"):
+            DatasetSink(made, workers=workers)

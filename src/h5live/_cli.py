@@ -132,6 +132,7 @@ def _conversion_options(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": args.overwrite,
         "display_progress": not args.no_progress,
         "progress_bar_options": {"file": sys.stderr, "desc": Path(args.destination).name},
+        "workers": args.workers,
     }
 
 
@@ -304,6 +305,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _paths(text: str) -> list[str]:
     paths = [path.strip() for path in text.split(",") if path.strip()]
     if not paths:
@@ -334,6 +342,13 @@ def _add_conversion_options(command: argparse.ArgumentParser, compression: str) 
     )
     command.add_argument(
         "--compression-opts", type=int, default=None, help="e.g. the gzip level (0-9)"
+    )
+    command.add_argument(
+        "--workers",
+        type=_count,
+        default=None,
+        help="threads that encode compressed chunks (default: one per core; 0: HDF5's filter "
+        "pipeline, one core)",
     )
     chunks = command.add_mutually_exclusive_group()
     chunks.add_argument("--chunk-mb", type=float, help="chunk size in MB, whole frames")

@@ -42,7 +42,7 @@ import numpy as np
 from h5live._encode import Bytes, ChunkEncoder
 from h5live.errors import OutputError
 
-__all__ = ["ParallelChunkWriter", "WriteStats", "default_workers"]
+__all__ = ["ParallelChunkWriter", "WriteStats", "check_workers", "default_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,20 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no affinity on this platform
         return max(1, os.cpu_count() or 1)
+
+
+def check_workers(workers: Any, where: str) -> int | None:
+    """``workers`` as an int (``None`` stays None: one per core), or a ValueError naming
+    ``where`` (the destination) and the fix."""
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 0:
+        raise ValueError(
+            f"workers={workers!r} for {where}: it must be a whole number >= 0 (the threads that "
+            "encode compressed chunks; 0: HDF5's filter pipeline encodes them). Fix: pass "
+            "workers=None (--workers unset) for one per core, or a count such as 2."
+        )
+    return int(workers)
 
 
 @dataclass

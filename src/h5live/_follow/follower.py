@@ -39,7 +39,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Literal
@@ -252,6 +252,10 @@ class KeyFollower(ClosingContext):
         self.policy = policy if policy is not None else FollowPolicy()
         self._clock = clock
         self._sleep = sleep
+        #: Called before each sleep of a wait for frames (the frontier short of what is
+        #: waited for): a writer hands over the work it holds there (LiveWrite flushes the
+        #: chunks its encoding threads hold, so that nothing written waits for the writer).
+        self.on_wait: Callable[[], None] | None = None
         self.current_key = -1
         self.current_max = -1
         self.timed_out = False
@@ -558,12 +562,17 @@ class KeyFollower(ClosingContext):
     def _wait(self, target: int, deadline: float | None) -> bool:
         """Block until the frontier reaches ``target`` (True) or the follower stops (False)."""
         idle_since = self._clock()
+        polled = False
         while self.current_max < target:
             if self.stop_reason is not None:
                 return False
             pause = self._next_poll_at - self._clock()
+            if self.on_wait is not None and (pause > 0 or polled):  # about to wait
+                self.on_wait()
+                pause = self._next_poll_at - self._clock()
             if pause > 0:
                 self._sleep(pause)
+            polled = True
             now = self._clock()
             timed_out = self.timeout is not None and now - idle_since >= self.timeout
             if self._poll_once(last=timed_out):

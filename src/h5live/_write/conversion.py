@@ -288,8 +288,10 @@ class Conversion:
         open_timeout_s: float,
         resume: bool,
         overwrite: bool,
+        workers: int | None = None,
     ) -> None:
         self.began = time.monotonic()
+        self.workers = workers
         self.layout = layout
         self.source_path = os.fspath(source)
         self.destination = Path(destination)
@@ -333,6 +335,7 @@ class Conversion:
             open_timeout_s=options.open_timeout_s,
             resume=options.resume,
             overwrite=options.overwrite,
+            workers=options.workers,
         )
 
     def __enter__(self) -> Conversion:
@@ -691,7 +694,7 @@ class Conversion:
         """The write of the live datasets ``pairs`` (destination dataset, iterator): a sink
         each, one loop (:class:`~h5live._write.loop.LiveWrite`)."""
         targets = [
-            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator))
+            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator, workers=self.workers))
             for dataset, iterator in pairs
         ]
         return LiveWrite(self.file, self._live_output(), targets)

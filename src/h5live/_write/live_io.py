@@ -34,6 +34,7 @@ from typing import Any
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
 from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._parallel import check_workers
 from h5live._write.destination import create_live_file, open_live_output
 from h5live._write.hdmf_private import defer_chunk_iterators, io_file
 from h5live._write.loop import LiveTarget, LiveWrite
@@ -68,6 +69,8 @@ class LiveWriting:
                 f"{type(self).__mro__[2].__name__} to read, or one of those modes."
             )
         self.resuming = mode == "a"
+        #: Threads encoding the chunks of compressed live datasets (None: one per core).
+        self.live_workers = check_workers(kwargs.pop("workers", None), repr(path))
         file = kwargs.pop("file", None)
         made = None
         if file is None:
@@ -131,12 +134,14 @@ class LiveWriting:
             source_datasets=[iterator.source_dataset_path for _, iterator in pairs],
         )
         targets = [
-            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator))
-            for dataset, iterator in pairs
+            LiveTarget(iterator, self._sink(dataset, iterator)) for dataset, iterator in pairs
         ]
         self.live_write = LiveWrite(file, output, targets)  # every object exists by now
         logger.info("%s: live, %d dataset(s)", file.filename, len(targets))
         self.live_write.run()
+
+    def _sink(self, dataset: Any, iterator: LiveDataChunkIterator) -> DatasetSink:
+        return DatasetSink.for_iterator(dataset, iterator, workers=self.live_workers)
 
     def _resume_live(self, container: Any) -> None:
         """Find the container's live datasets in the file, check they are the output's, and
@@ -170,7 +175,7 @@ class LiveWriting:
         output.claim()
         output.reopen()
         targets = [
-            LiveTarget(iterator, DatasetSink.for_iterator(dataset, iterator), done_rows=rows)
+            LiveTarget(iterator, self._sink(dataset, iterator), done_rows=rows)
             for dataset, iterator in pairs
         ]
         self.live_write = LiveWrite(file, output, targets)
@@ -212,6 +217,10 @@ class LiveHDF5IO(LiveWriting, HDF5IO):  # type: ignore[misc]
         ``"w"`` (replace an existing file by a new one), ``"w-"`` or ``"x"`` (refuse one).
     manager, file, comm, driver, herd_path
         As for ``HDF5IO``; a ``file`` given must be made with ``libver="latest"``.
+    workers
+        Threads that encode the chunks of compressed live datasets (``H5DataIO`` with a
+        compression), written in order with ``write_direct_chunk`` (``None``: one per core;
+        ``0``: HDF5's filter pipeline, on one core).
 
     Attributes
     ----------

@@ -35,6 +35,10 @@ class LiveNWBHDF5IO(LiveWriting, NWBHDF5IO):  # type: ignore[misc]
         readers), ``"w-"`` or ``"x"`` (refuse an existing file).
     manager, file, comm, driver, herd_path
         As for ``NWBHDF5IO``; a ``file`` given must be made with ``libver="latest"``.
+    workers
+        Threads that encode the chunks of compressed live datasets (``H5DataIO`` with a
+        compression), written in order with ``write_direct_chunk`` (``None``: one per core;
+        ``0``: HDF5's filter pipeline, on one core).
 
     Attributes
     ----------

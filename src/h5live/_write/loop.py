@@ -7,7 +7,10 @@ Contract
   writes its chunks. :meth:`LiveWrite.run` asks them for chunks round-robin, as hdmf's queue
   does (lazily: a sink may copy stored chunks as they are), writes each through its sink, and
   after each chunk marks the frames that *every* live dataset holds in the output's bookkeeping
-  (:class:`~h5live._write.output.LiveOutput`: data flushed, then keys, then the count).
+  (:class:`~h5live._write.output.LiveOutput`: data flushed, then keys, then the count). Only
+  what a sink has written counts (its pool of encoding threads may hold chunks handed over):
+  the pools are flushed before a source is waited for (the followers' ``on_wait``), after a
+  chunk released early for the latency bound (its cost is then the release's), and at the end.
 - Before each chunk it checks for a stop request (:mod:`h5live._write.stop`), and before each write
   that the disk and the file size limit have room (:class:`Space`): HDF5 cannot close a file
   after a write failed for lack of space.
@@ -154,6 +157,7 @@ class LiveWrite:
         ]
         for target in self.targets:
             target.sink.before_write = self.space.check
+        self._datasets = [t.sink.destination for t in self.targets]
 
     @property
     def bytes_written(self) -> int:
@@ -176,7 +180,25 @@ class LiveWrite:
         return self.end()
 
     def _loop(self) -> None:
-        datasets = [t.sink.destination for t in self.targets]
+        followers = {id(t.iterator.follower): t.iterator.follower for t in self.targets}
+        for follower in followers.values():  # nothing handed over waits for the writer
+            follower.on_wait = self._on_wait
+        try:
+            self._write_all()
+            for target in self.targets:
+                target.sink.close()
+            self._mark()
+        except BaseException:
+            for target in self.targets:
+                target.sink.abort()  # never written, so never marked
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                self._mark(write_ready=False)  # what the pools wrote before the stop
+            raise
+        finally:
+            for follower in followers.values():
+                follower.on_wait = None
+
+    def _write_all(self) -> None:
         queue: deque[int] = deque(range(len(self.targets)))
         while queue:
             check_stop()
@@ -186,12 +208,30 @@ class LiveWrite:
                 chunk = target.iterator.next_chunk(lazy=True)
             except StopIteration:
                 continue
-            if int(chunk.selection[0].stop) > target.done_rows:  # (a skipped one is not read)
+            rows = chunk.selection[0]
+            if int(rows.stop) > target.done_rows:  # (a skipped one is not read)
                 target.sink.write(chunk)
-            self.coverage[k].add(tuple(chunk.selection))
+                if rows.stop - rows.start < target.iterator.buffer_shape[0]:
+                    target.sink.flush()  # released early: on disk within its latency bound
+            else:
+                self.coverage[k].add(tuple(chunk.selection))
             del chunk  # its buffer is free for the next read
-            self.output.mark(min(c.prefix for c in self.coverage), datasets)
+            self._mark()
             queue.append(k)
+
+    def _mark(self, *, write_ready: bool = True) -> None:
+        """Mark the frames every live dataset holds (written, not only handed over)."""
+        for target, coverage in zip(self.targets, self.coverage, strict=True):
+            for selection in target.sink.take_written(write_ready=write_ready):
+                coverage.add(selection)
+        self.output.mark(min(c.prefix for c in self.coverage), self._datasets)
+
+    def _on_wait(self) -> None:
+        """A source is about to be waited for: write what the pools hold, and mark it."""
+        if any(t.sink.pending for t in self.targets):
+            for target in self.targets:
+                target.sink.flush()
+            self._mark()
 
     # ------------------------------------------------------------------ ending
 
@@ -226,8 +266,8 @@ class LiveWrite:
             raise
         except (OSError, RuntimeError) as exc:
             message = f"the live write into {self.file.filename!r} stopped: {exc}"
-            if isinstance(exc, OutputError):  # stopped before the space ran out
-                message = str(exc)
+            if isinstance(exc, OutputError):  # stopped before the space ran out, or the pool
+                message = str(exc).rstrip(".")
             self.state = "failed"
             self.finish("failed", "error", message)
             raise OutputError(

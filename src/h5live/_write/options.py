@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from h5live._parallel import check_workers
+
 __all__ = ["ConversionOptions"]
 
 
@@ -38,6 +40,15 @@ class ConversionOptions:
         Continue an existing output of this source, or replace an existing file by a new one.
     display_progress, progress_bar_class, progress_bar_options
         A tqdm progress bar (frames, MB/s, lag behind the writer).
+    workers
+        Threads that encode the chunks of a compressed destination, written in order with
+        ``write_direct_chunk`` (``None``: one per core this process may use; ``0``: HDF5's
+        filter pipeline encodes them, on one core). Chunks copied raw need none.
+
+    Raises
+    ------
+    ValueError
+        ``workers`` is not a whole number >= 0 or None.
     """
 
     key_paths: Sequence[str] | None = None
@@ -55,6 +66,10 @@ class ConversionOptions:
     display_progress: bool = False
     progress_bar_class: Callable[..., Any] | None = None
     progress_bar_options: dict[str, Any] | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        check_workers(self.workers, "a live conversion")
 
     @classmethod
     def of(

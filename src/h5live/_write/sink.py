@@ -10,19 +10,28 @@ Contract
   ``"raw"``: the source's stored chunks are copied as they are (same chunk shape, filters and
   dtype; :func:`~h5live._write.passthrough.passthrough_refusal`), never decoded; ``"direct"``: the
   destination has no filters, so decoded whole chunks go in with ``write_direct_chunk``;
-  ``"decoded: <why not raw>"``: h5py assignment, through HDF5's filters.
-- Raw and direct writes need whole chunks. A selection that starts or ends inside a chunk (a
-  release for the latency bound) is split along the first axis: its whole chunks go raw or
-  direct, the parts of chunks at its ends through h5py (HDF5 reads the chunk back, merges and
-  writes it again: the price of a chunk written in parts). Only a
-  :class:`~h5live._iterate.iterator.SourceChunk` that has not been read can be copied raw; the
-  rest is decoded.
+  ``"parallel (N workers): <why not raw>"``: the destination's filters are encoded by a pool of
+  N threads (:class:`~h5live._parallel.ParallelChunkWriter`) into what HDF5 would store, written
+  with ``write_direct_chunk`` in order; ``"decoded: <why not raw>"``: h5py assignment, through
+  HDF5's filters (``workers=0``, or filters h5live cannot encode).
+- Raw, direct and parallel writes need whole chunks. A selection that starts or ends inside a
+  chunk (a release for the latency bound) is split along the first axis: its whole chunks go
+  raw, direct or to the pool, the parts of chunks at its ends through h5py (HDF5 reads the chunk
+  back, merges and writes it again: the price of a chunk written in parts), after the pool has
+  written everything before them. Only a :class:`~h5live._iterate.iterator.SourceChunk` that has
+  not been read can be copied raw; the rest is decoded.
+- Written is not handed over: chunks in the pool are written later (in order, at later writes,
+  :meth:`DatasetSink.flush` or :meth:`DatasetSink.close`). :meth:`DatasetSink.take_written`
+  gives the selections written since it was last called, in order, so that a caller marks only
+  frames on disk. :meth:`DatasetSink.abort` drops what is in flight (never written).
 - ``before_write(nbytes)`` runs before every write (a conversion checks the free space there).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +39,9 @@ import numpy as np
 import numpy.typing as npt
 from hdmf.data_utils import DataChunk
 
+from h5live._encode import DirectWriteError
 from h5live._iterate.iterator import SourceChunk
+from h5live._parallel import ParallelChunkWriter, check_workers, default_workers
 from h5live._write.passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 
 __all__ = ["DatasetSink", "split_rows"]
@@ -64,13 +75,17 @@ class DatasetSink:
         the frames are changed on their way (processing stages) or come from elsewhere.
     before_write
         Called with the bytes about to be written, before each write.
+    workers
+        Threads that encode a filtered destination's chunks (``None``: one per core this
+        process may use; ``0``: none, HDF5's filter pipeline encodes them on this thread).
 
     Attributes
     ----------
     how
-        ``"raw"``, ``"direct"``, or ``"decoded: "`` and why not raw.
+        ``"raw"``, ``"direct"``, ``"parallel (N workers): "`` or ``"decoded: "``, and why not raw.
     bytes_written
-        Data bytes written so far, as stored (compressed, for chunks copied raw).
+        Data bytes written so far, as stored (compressed, for chunks copied raw or encoded by
+        the pool).
     """
 
     def __init__(
@@ -79,12 +94,17 @@ class DatasetSink:
         source: Any | None = None,
         *,
         before_write: Callable[[int], None] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.destination = destination
         self.before_write = before_write
         self.bytes_written = 0
         self._raw: RawChunkCopy | None = None
         self._direct: DirectChunkWrite | None = None
+        self._pool: ParallelChunkWriter | None = None
+        self._written: list[Selection] = []  # written, not yet taken
+        self._in_pool: deque[list[Any]] = deque()  # [part, its chunks not yet written]
+        workers = check_workers(workers, f"{destination.name!r} in {destination.file.filename!r}")
         refusal = (
             "the frames are changed on their way"
             if source is None
@@ -98,31 +118,96 @@ class DatasetSink:
             self._direct = DirectChunkWrite(destination, self._before)
             self.how = "direct"
             return
+        self._pool = self._encoding_pool(workers)
+        if self._pool is not None:
+            self.how = f"parallel ({self._pool.workers} workers): {refusal}"
+            return
         self.how = f"decoded: {refusal}"
         logger.info("%s: chunks are decoded and encoded again: %s", destination.name, refusal)
 
+    def _encoding_pool(self, workers: int | None) -> ParallelChunkWriter | None:
+        """The pool that encodes this destination's chunks, or None (``workers=0``, or filters
+        h5live does not encode: HDF5's pipeline writes them)."""
+        if workers == 0:
+            return None
+        try:
+            return ParallelChunkWriter(
+                self.destination,
+                workers=default_workers() if workers is None else workers,
+                before_write=self._before,
+                after_write=self._chunk_written,
+            )
+        except DirectWriteError as exc:
+            logger.info("%s: HDF5's filter pipeline encodes the chunks: %s", self.name, exc)
+            return None
+
     @classmethod
-    def for_iterator(cls, destination: Any, iterator: Any) -> DatasetSink:
+    def for_iterator(
+        cls, destination: Any, iterator: Any, *, workers: int | None = None
+    ) -> DatasetSink:
         """The sink of ``destination`` fed by a :class:`~h5live.LiveDataChunkIterator`: its
         source's stored chunks may be copied raw unless stages change the frames."""
-        return cls(destination, None if iterator.stages else iterator.dataset)
+        return cls(destination, None if iterator.stages else iterator.dataset, workers=workers)
+
+    @property
+    def name(self) -> str:
+        return str(self.destination.name)
 
     @property
     def rows(self) -> int:
         """Rows of a destination chunk along the first axis."""
         return int(self.destination.chunks[0])
 
+    @property
+    def pending(self) -> bool:
+        """Whether chunks are handed over and not written yet."""
+        return bool(self._in_pool)
+
     def write(self, chunk: DataChunk) -> int:
-        """Write ``chunk`` at its selection; the bytes written (as stored)."""
+        """Write ``chunk`` at its selection, or hand its whole chunks to the pool; the bytes
+        handed over (the pool's are counted in :attr:`bytes_written` once written, as stored).
+
+        Raises
+        ------
+        OutputError
+            The pool failed to encode or write a chunk (this one or one before).
+        """
         selection = tuple(chunk.selection)
         if self._raw is not None and isinstance(chunk, SourceChunk) and not chunk.is_read:
             written = self._write_raw(chunk, selection)
         elif self._direct is not None:
             written = self._write_direct(chunk, selection)
+        elif self._pool is not None:
+            return self._write_encoded(chunk, selection)
         else:
             written = self._assign(selection, chunk.data)
         self.bytes_written += written
+        self._written.append(selection)
         return written
+
+    def take_written(self, *, write_ready: bool = True) -> list[Selection]:
+        """The selections written since the last call, in the order they were written (first
+        writing the chunks the pool has encoded, unless ``write_ready`` is False)."""
+        if write_ready and self._pool is not None and self._in_pool:
+            self._pool.write_ready()
+        taken, self._written = self._written, []
+        return taken
+
+    def flush(self) -> None:
+        """Wait for the pool and write every chunk handed over."""
+        if self._pool is not None and self._in_pool:
+            self._pool.flush()
+
+    def close(self) -> None:
+        """Write what is handed over and stop the pool (idempotent)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def abort(self) -> None:
+        """Drop the chunks handed over and not written, and stop the pool (idempotent)."""
+        self._in_pool.clear()
+        if self._pool is not None:
+            self._pool.abort()
 
     # ------------------------------------------------------------------ ways to write
 
@@ -137,6 +222,7 @@ class DatasetSink:
             self.destination.id.extend(bounds)
 
     def _assign(self, selection: Selection, data: npt.NDArray[Any]) -> int:
+        self.flush()  # a chunk in the pool must not land on this write
         self._before(data.nbytes)
         self._grow(selection)
         self.destination[selection] = data
@@ -164,6 +250,58 @@ class DatasetSink:
             else:
                 written += self._assign(part, data)
         return written
+
+    def _write_encoded(self, chunk: DataChunk, selection: Selection) -> int:
+        pool = self._pool
+        assert pool is not None
+        handed = 0
+        for part in split_rows(selection, self.rows):
+            data = _part_of(chunk, selection, part)
+            blocks = self._chunk_blocks(part, data)
+            if blocks is None:  # parts of chunks: through h5py, once the pool has written
+                written = self._assign(part, data)
+                self.bytes_written += written
+                self._written.append(part)
+                handed += written
+                continue
+            self._in_pool.append([part, len(blocks)])
+            for offset, block in blocks:
+                pool.submit(offset, block)
+                handed += int(block.nbytes)
+        return handed
+
+    def _chunk_blocks(
+        self, part: Selection, data: npt.NDArray[Any]
+    ) -> list[tuple[tuple[int, ...], npt.NDArray[Any]]] | None:
+        """``part`` as (chunk offset, data) of whole chunks (edge chunks of the frame included),
+        or None if it starts or ends inside a chunk."""
+        chunks = tuple(int(n) for n in self.destination.chunks)
+        limits = (None, *self.destination.maxshape[1:])
+        for s, c, limit in zip(part, chunks, limits, strict=True):
+            if s.start % c or (s.stop % c and s.stop != limit):
+                return None
+        ranges = [range(int(s.start), int(s.stop), c) for s, c in zip(part, chunks, strict=True)]
+        return [
+            (
+                offset,
+                data[
+                    tuple(
+                        slice(o - int(s.start), min(o + c, int(s.stop)) - int(s.start))
+                        for o, s, c in zip(offset, part, chunks, strict=True)
+                    )
+                ],
+            )
+            for offset in itertools.product(*ranges)
+        ]
+
+    def _chunk_written(self, offset: tuple[int, ...], shape: tuple[int, ...], nbytes: int) -> None:
+        """The pool wrote a chunk (in the order handed over): count it; a part whose chunks
+        are all written is written."""
+        self.bytes_written += nbytes
+        entry = self._in_pool[0]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self._written.append(self._in_pool.popleft()[0])
 
     def __repr__(self) -> str:
         return (
