@@ -126,6 +126,27 @@ def rotated(names: Sequence[str], round_: int) -> list[str]:
     return [*names[k:], *names[:k]]
 
 
+def simulated_writer_rate(path: Path, frames: int, frame: tuple[int, int]) -> tuple[float, float]:
+    """Frames per second of h5live's simulated writer, unthrottled, alone, and its CPU seconds
+    (user + system); the file is removed."""
+    import resource
+
+    from h5live.testing import WriterProcess
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children_cpu()
+    with WriterProcess(path, scan_shape=(frames,), frame_shape=frame, timestamps=True) as w:
+        w.start()
+        w.wait()
+        rate = float(w.summary["rate_hz"]) if w.summary else float("nan")
+    cpu = children_cpu() - before
+    path.unlink()
+    return rate, cpu
+
+
 def live_conversion(
     source: Path,
     output: Path,
@@ -135,35 +156,51 @@ def live_conversion(
     startup_s: float,
     end_s: float,
     layout: Any = None,
+    options: Sequence[str] = (),
+    python: Sequence[str] = (),
     **writer: Any,
 ) -> dict[str, Any]:
-    """``h5live COMMAND SOURCE OUTPUT`` (defaults) converting a simulated writer live, each in
-    its own process: the writer waits until the output exists, then ``watch(output)`` runs
-    while both work. Returns the converter's JSON summary (``summary``), what ``watch``
-    returned (``watched``), the writer's flush times (``flushed``) and rate (``writer_rate_hz``);
-    the files are removed."""
+    """``h5live COMMAND SOURCE OUTPUT [OPTIONS]`` (defaults) converting a simulated writer live,
+    each in its own process: the writer waits until the output exists, then ``watch(output)``
+    runs while both work. ``python``: what runs ``-m h5live`` instead of this interpreter (e.g.
+    ``[sys.executable, "-m", "cProfile", "-o", PATH]``). Returns the converter's JSON summary
+    (``summary``), what ``watch`` returned (``watched``), the writer's flush times (``flushed``)
+    and rate (``writer_rate_hz``), and the CPU seconds (user + system, every thread) of the
+    converter and of the writer (``converter_cpu_s``, ``writer_cpu_s``); the files are
+    removed."""
+    import resource
     import subprocess
     import sys
 
     from h5live._demo import _wait_for_output
     from h5live.testing import WriterProcess
 
+    def children_cpu() -> float:  # of the child processes ended and waited for so far
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     with WriterProcess(source, timestamps=True, hold_at=0, **writer) as process:
         process.start()
-        argv = [sys.executable, "-m", "h5live", command, str(source), str(output)]
+        argv = [*(python or [sys.executable]), "-m", "h5live", command, str(source), str(output)]
         converter = subprocess.Popen(
-            [*argv, "--json", "--no-progress", "--overwrite"], stdout=subprocess.PIPE, text=True
+            [*argv, *options, "--json", "--no-progress", "--overwrite"],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             _wait_for_output(output, converter, startup_s, *([layout] if layout else []))
             process.go()
             watched = watch(output)
+            before = children_cpu()
             out, _ = converter.communicate(timeout=end_s)
+            converter_cpu = children_cpu() - before
         finally:
             if converter.poll() is None:
                 converter.kill()
                 converter.communicate()
+        before = children_cpu()
         process.wait()
+        writer_cpu = children_cpu() - before
         summary_rate = process.summary["rate_hz"] if process.summary else float("nan")
     if converter.returncode:
         raise RuntimeError(f"h5live {command} failed with exit code {converter.returncode}")
@@ -175,5 +212,7 @@ def live_conversion(
         "summary": json.loads(out.strip().splitlines()[-1]),
         "watched": watched,
         "flushed": flushed,
+        "converter_cpu_s": converter_cpu,
+        "writer_cpu_s": writer_cpu,
         "writer_rate_hz": float(summary_rate),
     }

@@ -35,10 +35,17 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import live_conversion, machine, machine_line, parse_args, pyplot, save_results
+from _common import (
+    live_conversion,
+    machine,
+    machine_line,
+    parse_args,
+    pyplot,
+    save_results,
+    simulated_writer_rate,
+)
 from h5live import FollowPolicy
 from h5live._demo import _follow
-from h5live.testing import WriterProcess
 
 MAX_LATENCY_S = 1.0  # h5live nwb's default
 # This process's own follower of the NWB file (to stamp completions) polls every 5 ms and takes
@@ -69,15 +76,6 @@ def plain_writer_rate(path: Path, frames: int, frame: tuple[int, int]) -> float:
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     path.unlink()
     return float(done.stdout.strip())
-
-
-def simulated_writer_rate(path: Path, frames: int, frame: tuple[int, int]) -> float:
-    with WriterProcess(path, scan_shape=(frames,), frame_shape=frame, timestamps=True) as w:
-        w.start()
-        w.wait()
-        rate = float(w.summary["rate_hz"]) if w.summary else float("nan")
-    path.unlink()
-    return rate
 
 
 def converted(folder: Path, frames: int, frame: tuple[int, int]) -> dict[str, Any]:
@@ -126,7 +124,7 @@ def measure(quick: bool) -> dict[str, Any]:
         folder = Path(tmp)
         for _ in range(rounds):  # the three, interleaved
             plain = plain_writer_rate(folder / "plain.h5", frames, frame)
-            alone = simulated_writer_rate(folder / "alone.h5", frames, frame)
+            alone, _ = simulated_writer_rate(folder / "alone.h5", frames, frame)
             live = converted(folder, frames, frame)
             live["keeps_up"] = keeps_up(plain, live)
             runs.append({"plain_writer_hz": plain, "simulated_writer_hz": alone, **live})
