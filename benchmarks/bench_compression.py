@@ -13,7 +13,7 @@ reported:
   (``compression=`` the same filter, ``chunk_shape`` of 8 frames, other options the defaults):
   by default (one encoding thread per core, here 2), with one thread, and with HDF5's filter
   pipeline (the write path before the pool);
-- ``pool workers=1`` and ``pool workers=2``: ``h5live._parallel.ParallelChunkWriter`` alone:
+- ``pool workers=1`` and ``pool workers=2``: ``h5live._write.parallel.ParallelChunkWriter`` alone:
   the caller reads each chunk's frames (``read_direct``) and submits them; ``workers`` threads
   encode them into what HDF5 would store; the caller writes them with ``write_direct_chunk``
   in order. ``workers=1`` shows what the pool adds: its only overlap is one encode beside the
@@ -50,9 +50,9 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from h5live._parallel import ParallelChunkWriter
-from h5live._plugin_codecs import library_versions
 from h5live._read.filters import filter_pipeline
+from h5live._write.parallel import ParallelChunkWriter
+from h5live._write.plugin_codecs import library_versions
 from h5live.bench._copies import H5pyIterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -13,9 +13,9 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-import h5live._encode
-from h5live._encode import ChunkEncoder, DirectWriteError, _b2nd_block_shape
-from h5live._plugin_codecs import PluginUnavailable, library_versions
+import h5live._write.encode
+from h5live._write.encode import ChunkEncoder, DirectWriteError, _b2nd_block_shape
+from h5live._write.plugin_codecs import PluginUnavailable, library_versions
 from h5live.errors import H5LiveError
 
 SHAPE = (5, 100, 90)  # edge chunks on every axis for CHUNKS
@@ -200,7 +200,7 @@ def test_a_plugin_library_out_of_reach_is_refused(tmp_path, monkeypatch):
     def unavailable(kind: Any) -> Any:
         raise PluginUnavailable("hdf5plugin did not register its zstd filter here")
 
-    monkeypatch.setattr(h5live._encode, "_library", unavailable)
+    monkeypatch.setattr(h5live._write.encode, "_library", unavailable)
     f, dataset = written_by_h5py(tmp_path, PIPELINES["zstd-3"], poisson())
     with f, pytest.raises(DirectWriteError, match=r"filter 32015 \(zstd\).*unavailable.*Fix:"):
         ChunkEncoder.for_dataset(dataset)
@@ -229,7 +229,7 @@ def test_repr_names_dataset_file_chunks_and_filters(tmp_path):
 
 
 def test_plugin_libraries_are_the_versions_assumed():
-    # h5live._plugin_codecs calls the compression libraries linked into hdf5plugin's plugins
+    # h5live._write.plugin_codecs calls the compression libraries linked into hdf5plugin's plugins
     # through symbols they export; written against hdf5plugin 7.1.
     assert hdf5plugin.version.startswith("7."), hdf5plugin.version
     assert library_versions() == {"zstd": "1.5.7", "lz4": "1.10.0", "blosc": "1.21.6"}

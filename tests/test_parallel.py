@@ -12,9 +12,9 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from h5live._encode import ChunkEncoder
-from h5live._parallel import ParallelChunkWriter, default_workers
 from h5live._read.filters import filter_pipeline
+from h5live._write.encode import ChunkEncoder
+from h5live._write.parallel import ParallelChunkWriter, default_workers
 from h5live.errors import OutputError
 
 SHAPE = (37, 50, 40)  # edge chunks on every axis

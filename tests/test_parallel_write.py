@@ -18,8 +18,8 @@ import pytest
 from hdmf.backends.hdf5.h5_utils import H5DataIO
 
 from h5live import LiveDataChunkIterator, LiveNWBHDF5IO, copy_live, to_nwb
-from h5live._encode import ChunkEncoder
 from h5live._read.filters import filter_options, filter_pipeline
+from h5live._write.encode import ChunkEncoder
 from h5live.errors import OutputError
 from h5live.testing import frame_values
 from helpers import assert_valid_nwb, ended, output_status, start_converter, wait_for_frames
@@ -105,7 +105,9 @@ def test_to_nwb_and_its_live_io_encode_through_the_pool(simulated_writer, tmp_pa
         compression_opts=1,
         workers=2,
     )
-    assert POOL.match(result.chunk_copy[NWB_DATA]), result.chunk_copy
+    assert POOL.match(result.chunk_copy[NWB_DATA]).group(1) == "2", result.chunk_copy
+    one_core = to_nwb(writer.path, tmp_path / "hdf5.nwb", rate=100.0, compression="gzip", workers=0)
+    assert one_core.chunk_copy[NWB_DATA].startswith("decoded: ")
     # the same through the IO class any pynwb script (and neuroconv) writes with
     frames = LiveDataChunkIterator(writer.path, DATA, chunk_shape=(8, *FRAME), timeout=5)
     nwbfile = pynwb.NWBFile("d", "i", datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
@@ -117,7 +119,7 @@ def test_to_nwb_and_its_live_io_encode_through_the_pool(simulated_writer, tmp_pa
         io.write(nwbfile)
         assert POOL.match(io.live_write.chunk_copy[NWB_DATA]).group(1) == "1"
     frames.close()
-    for name in ("out.nwb", "io.nwb"):
+    for name in ("out.nwb", "hdf5.nwb", "io.nwb"):
         with h5py.File(tmp_path / name, "r") as f:
             np.testing.assert_array_equal(f[NWB_DATA][...], expected(50))
             assert f[NWB_DATA].compression == "gzip"

@@ -34,11 +34,11 @@ from typing import Any
 from hdmf.backends.hdf5.h5tools import HDF5IO
 
 from h5live._iterate.iterator import LiveDataChunkIterator
-from h5live._parallel import check_workers
 from h5live._write.destination import create_live_file, open_live_output
 from h5live._write.hdmf_private import defer_chunk_iterators, io_file
 from h5live._write.loop import LiveTarget, LiveWrite
 from h5live._write.output import HDF5_LAYOUT, LiveOutput, OutputLayout, frames_keyed
+from h5live._write.parallel import check_workers
 from h5live._write.sink import DatasetSink
 from h5live.errors import OutputExistsError
 

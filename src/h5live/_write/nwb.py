@@ -349,7 +349,7 @@ def to_nwb(
                 "the pynwb documentation of NWBFile, Subject and the series type)."
             ) from exc
         conversion.open_destination(file_opener=create_live_file)
-        with LiveNWBHDF5IO(file=conversion.file, mode="w") as io:
+        with LiveNWBHDF5IO(file=conversion.file, mode="w", workers=conversion.workers) as io:
             try:
                 io.write(nwbfile)
             finally:  # an output that exists is kept, also when the write stopped

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from h5live._parallel import check_workers
+from h5live._write.parallel import check_workers
 
 __all__ = ["ConversionOptions"]
 

@@ -11,7 +11,7 @@ Contract
   dtype; :func:`~h5live._write.passthrough.passthrough_refusal`), never decoded; ``"direct"``: the
   destination has no filters, so decoded whole chunks go in with ``write_direct_chunk``;
   ``"parallel (N workers): <why not raw>"``: the destination's filters are encoded by a pool of
-  N threads (:class:`~h5live._parallel.ParallelChunkWriter`) into what HDF5 would store, written
+  N threads (:class:`~h5live._write.parallel.ParallelChunkWriter`) into what HDF5 would store, written
   with ``write_direct_chunk`` in order; ``"decoded: <why not raw>"``: h5py assignment, through
   HDF5's filters (``workers=0``, or filters h5live cannot encode).
 - Raw, direct and parallel writes need whole chunks. A selection that starts or ends inside a
@@ -39,9 +39,9 @@ import numpy as np
 import numpy.typing as npt
 from hdmf.data_utils import DataChunk
 
-from h5live._encode import DirectWriteError
 from h5live._iterate.iterator import SourceChunk
-from h5live._parallel import ParallelChunkWriter, check_workers, default_workers
+from h5live._write.encode import DirectWriteError
+from h5live._write.parallel import ParallelChunkWriter, check_workers, default_workers
 from h5live._write.passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
 
 __all__ = ["DatasetSink", "split_rows"]

@@ -9,7 +9,7 @@ Contract
   bitshuffle (32008, alone or with LZ4 or Zstd), in any order HDF5 allows.
 - Byte for byte: deflate goes through Python's zlib (the zlib HDF5 links here), shuffle and
   fletcher32 are HDF5's algorithms in numpy, the plugin filters call the compression library
-  of hdf5plugin's own plugin (:mod:`h5live._plugin_codecs`) with the filter's framing. Blosc2
+  of hdf5plugin's own plugin (:mod:`h5live._write.plugin_codecs`) with the filter's framing. Blosc2
   is the exception: python-blosc2 builds the frame the filter builds (same chunk, block shape
   and parameters) with its own c-blosc2, whose frame header differs by a few bytes from the
   plugin's; HDF5 decodes it to the same data (tested).
@@ -21,7 +21,7 @@ Contract
   ``ValueError``) naming the dataset, the filter and the fix: the caller writes that dataset
   through HDF5's own pipeline instead.
 - Encoding touches no HDF5 object and releases the GIL in the codecs (zlib, ctypes calls,
-  numpy copies): :class:`~h5live._parallel.ParallelChunkWriter` runs it in worker threads.
+  numpy copies): :class:`~h5live._write.parallel.ParallelChunkWriter` runs it in worker threads.
 """
 
 from __future__ import annotations
@@ -37,13 +37,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from h5live._plugin_codecs import (
-    BitshuffleLibrary,
-    BloscLibrary,
-    Lz4Library,
-    PluginUnavailable,
-    ZstdLibrary,
-)
 from h5live._read.codecs import (
     FILTER_BITSHUFFLE,
     FILTER_BLOSC,
@@ -55,6 +48,13 @@ from h5live._read.codecs import (
     FILTER_ZSTD,
     filter_label,
     fletcher32,
+)
+from h5live._write.plugin_codecs import (
+    BitshuffleLibrary,
+    BloscLibrary,
+    Lz4Library,
+    PluginUnavailable,
+    ZstdLibrary,
 )
 from h5live.errors import H5LiveError
 

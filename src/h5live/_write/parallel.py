@@ -3,7 +3,7 @@
 Contract
 --------
 - :class:`ParallelChunkWriter` takes chunks (``submit(offset, data)``) in the order they are
-  to be written, encodes them in ``workers`` threads with a :class:`~h5live._encode.ChunkEncoder`
+  to be written, encodes them in ``workers`` threads with a :class:`~h5live._write.encode.ChunkEncoder`
   (zlib, the plugins' compression libraries and numpy release the GIL), and writes each with
   ``dataset.id.write_direct_chunk(offset, data, filter_mask)`` strictly in submission order,
   from the thread that calls it: every h5py call is the caller's (h5py writes are not
@@ -39,7 +39,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
-from h5live._encode import Bytes, ChunkEncoder
+from h5live._write.encode import Bytes, ChunkEncoder
 from h5live.errors import OutputError
 
 __all__ = ["ParallelChunkWriter", "WriteStats", "check_workers", "default_workers"]
