@@ -3,8 +3,9 @@
 Contract
 --------
 - :class:`ParallelChunkWriter` takes chunks (``submit(offset, data)``) in the order they are
-  to be written, encodes them in ``workers`` threads with a :class:`~h5live._write.encode.ChunkEncoder`
-  (zlib, the plugins' compression libraries and numpy release the GIL), and writes each with
+  to be written, encodes them in ``workers`` threads with a
+  :class:`~h5live._write.encode.ChunkEncoder` (zlib, the plugins' compression libraries and
+  numpy release the GIL), and writes each with
   ``dataset.id.write_direct_chunk(offset, data, filter_mask)`` strictly in submission order,
   from the thread that calls it: every h5py call is the caller's (h5py writes are not
   thread-safe); workers touch only arrays.

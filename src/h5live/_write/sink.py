@@ -11,9 +11,9 @@ Contract
   dtype; :func:`~h5live._write.passthrough.passthrough_refusal`), never decoded; ``"direct"``: the
   destination has no filters, so decoded whole chunks go in with ``write_direct_chunk``;
   ``"parallel (N workers): <why not raw>"``: the destination's filters are encoded by a pool of
-  N threads (:class:`~h5live._write.parallel.ParallelChunkWriter`) into what HDF5 would store, written
-  with ``write_direct_chunk`` in order; ``"decoded: <why not raw>"``: h5py assignment, through
-  HDF5's filters (``workers=0``, or filters h5live cannot encode).
+  N threads (:class:`~h5live._write.parallel.ParallelChunkWriter`) into what HDF5 would store,
+  written with ``write_direct_chunk`` in order; ``"decoded: <why not raw>"``: h5py assignment,
+  through HDF5's filters (``workers=0``, or filters h5live cannot encode).
 - Raw, direct and parallel writes need whole chunks. A selection that starts or ends inside a
   chunk (a release for the latency bound) is split along the first axis: its whole chunks go
   raw, direct or to the pool, the parts of chunks at its ends through h5py (HDF5 reads the chunk
