@@ -252,29 +252,42 @@ class DatasetSink:
         return written
 
     def _write_encoded(self, chunk: DataChunk, selection: Selection) -> int:
+        """Hand ``chunk``'s whole chunks to the pool. A SourceChunk not read yet is read chunk
+        by chunk, each read handed over as it is (no copy, no buffer of the whole selection:
+        the reads interleave with the encodes); other data is copied chunk by chunk."""
         pool = self._pool
         assert pool is not None
+        lazy = isinstance(chunk, SourceChunk) and not chunk.is_read
         handed = 0
         for part in split_rows(selection, self.rows):
-            data = _part_of(chunk, selection, part)
-            blocks = self._chunk_blocks(part, data)
+            blocks = self._chunk_blocks(part)
             if blocks is None:  # parts of chunks: through h5py, once the pool has written
-                written = self._assign(part, data)
+                written = self._assign(part, _part_of(chunk, selection, part))
                 self.bytes_written += written
                 self._written.append(part)
                 handed += written
                 continue
+            data = None if lazy else _part_of(chunk, selection, part)
             self._in_pool.append([part, len(blocks)])
-            for offset, block in blocks:
-                pool.submit(offset, block)
-                handed += int(block.nbytes)
+            for block in blocks:
+                offset = tuple(int(s.start) for s in block)
+                if isinstance(chunk, SourceChunk) and data is None:
+                    frames = chunk.read(block)  # a new array, or a view the iterator keeps
+                    pool.submit(offset, frames, copy=False)
+                else:
+                    assert data is not None
+                    local = tuple(
+                        slice(int(b.start) - int(p.start), int(b.stop) - int(p.start))
+                        for b, p in zip(block, part, strict=True)
+                    )
+                    frames = data[local]
+                    pool.submit(offset, frames)
+                handed += int(frames.nbytes)
         return handed
 
-    def _chunk_blocks(
-        self, part: Selection, data: npt.NDArray[Any]
-    ) -> list[tuple[tuple[int, ...], npt.NDArray[Any]]] | None:
-        """``part`` as (chunk offset, data) of whole chunks (edge chunks of the frame included),
-        or None if it starts or ends inside a chunk."""
+    def _chunk_blocks(self, part: Selection) -> list[Selection] | None:
+        """``part`` cut into the selections of whole chunks (edge chunks of the frame
+        included), or None if it starts or ends inside a chunk."""
         chunks = tuple(int(n) for n in self.destination.chunks)
         limits = (None, *self.destination.maxshape[1:])
         for s, c, limit in zip(part, chunks, limits, strict=True):
@@ -282,14 +295,9 @@ class DatasetSink:
                 return None
         ranges = [range(int(s.start), int(s.stop), c) for s, c in zip(part, chunks, strict=True)]
         return [
-            (
-                offset,
-                data[
-                    tuple(
-                        slice(o - int(s.start), min(o + c, int(s.stop)) - int(s.start))
-                        for o, s, c in zip(offset, part, chunks, strict=True)
-                    )
-                ],
+            tuple(
+                slice(o, min(o + c, int(s.stop)))
+                for o, s, c in zip(offset, part, chunks, strict=True)
             )
             for offset in itertools.product(*ranges)
         ]
