@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import sys
 import threading
 import tracemalloc
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from h5live._read.filters import filter_pipeline
 from h5live._write.encode import ChunkEncoder
-from h5live._write.parallel import ParallelChunkWriter, default_workers
+from h5live._write.parallel import ENCODE_NICENESS, ParallelChunkWriter, default_workers
 from h5live.errors import OutputError
 
 SHAPE = (37, 50, 40)  # edge chunks on every axis
@@ -338,3 +340,29 @@ def test_default_workers_are_the_cores_this_process_may_use():
     import os
 
     assert default_workers() == len(os.sched_getaffinity(0))
+
+
+class NiceRecorder(ChunkEncoder):
+    """An encoder that records the niceness of the thread encoding each chunk."""
+
+    def __init__(self, real: ChunkEncoder) -> None:
+        super().__init__(real._stages, chunks=real.chunks, dtype=real.dtype)
+        self.niceness: list[int] = []
+
+    def encode(self, chunk: np.ndarray) -> tuple[int, Any]:
+        self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return super().encode(chunk)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_encoding_threads_yield_the_cpu_to_the_rest_of_the_machine(tmp_path):
+    """A writer sharing the machine keeps its speed: the encoders run nicer than the caller."""
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with h5py.File(tmp_path / "nice.h5", "w") as f:
+        dataset = new_dataset(f, "d", CODECS["gzip-1"])
+        encoder = NiceRecorder(ChunkEncoder.for_dataset(dataset))
+        with ParallelChunkWriter(dataset, workers=2, encoder=encoder) as writer:
+            write_all(writer, source(), CHUNKS)
+    assert encoder.niceness
+    assert set(encoder.niceness) == {min(19, caller + ENCODE_NICENESS)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # unchanged
