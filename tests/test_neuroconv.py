@@ -33,7 +33,8 @@ from jsonschema import ValidationError
 from neuroconv import BaseDataInterface, ConverterPipe, NWBConverter
 from neuroconv.tools import nwb_helpers
 
-from h5live import LiveDataChunkIterator
+import h5live.neuroconv._write
+from h5live import LiveDataChunkIterator, LiveNWBHDF5IO
 from h5live._write.output import NWB_LAYOUT
 from h5live.errors import DatasetNotFoundError, SourceNotReadyError
 from h5live.neuroconv import (
@@ -310,9 +311,22 @@ def test_neuroconvs_own_default_configuration_refuses_an_unknown_length(writer_p
     writer.go()
 
 
+class RecordingLiveIO(LiveNWBHDF5IO):
+    """h5live's live NWB IO, keeping how each live dataset was written."""
+
+    chunk_copy: ClassVar[list[dict[str, str]]] = []
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        super().write(*args, **kwargs)
+        assert self.live_write is not None
+        RecordingLiveIO.chunk_copy.append(dict(self.live_write.chunk_copy))
+
+
 def test_an_edited_backend_configuration_is_what_the_file_holds(
-    writer_process, tmp_path, interfaces
+    writer_process, tmp_path, interfaces, monkeypatch
 ):
+    monkeypatch.setattr(h5live.neuroconv._write, "HDF5_IO", RecordingLiveIO)
+    RecordingLiveIO.chunk_copy.clear()
     writer = writer_process(
         "camera.h5", scan_shape=(120,), frame_shape=(16, 12), timestamps=True, hold_at=10
     )
@@ -353,6 +367,10 @@ def test_an_edited_backend_configuration_is_what_the_file_holds(
     assert written["shuffle"] is True
     assert written["timestamps_chunks"] == (32,)
     assert written["timestamps_compression"] is None
+    # shuffle + gzip 7, encoded on every core by h5live's pool (one thread per core)
+    (how,) = RecordingLiveIO.chunk_copy
+    assert how["/acquisition/camera/data"].startswith("parallel ("), how
+    assert how["/acquisition/camera/timestamps"] == "direct"
     np.testing.assert_array_equal(written["data"], expected(120, (16, 12)))
     flush = source_array(writer.path, "/entry/flush_time")
     np.testing.assert_allclose(written["timestamps"], seconds_after_start(flush), atol=1e-6)

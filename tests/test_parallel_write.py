@@ -5,8 +5,10 @@ disk, failed cleanly and resumable when a worker fails, and stopped cleanly by C
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import signal
+import tracemalloc
 from pathlib import Path
 
 import h5py
@@ -127,6 +129,32 @@ def test_to_nwb_and_its_live_io_encode_through_the_pool(simulated_writer, tmp_pa
     assert pynwb.validate(path=str(tmp_path / "io.nwb")) == []
 
 
+def test_memory_stays_bounded_over_a_long_compressed_copy(simulated_writer, tmp_path):
+    """32 MB of frames through the pool: at most a buffer and a few chunks in memory at once."""
+    frame = (128, 64)
+    writer = simulated_writer(scan_shape=(2000,), frame_shape=frame)
+    writer.run()
+    writer.close()
+    tracemalloc.start()
+    try:
+        result = copy_live(
+            writer.path,
+            tmp_path / "copy.h5",
+            compression="gzip",
+            chunk_shape=(8, *frame),  # 128 KiB
+            buffer_shape=(64, *frame),  # 1 MiB
+            workers=2,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert POOL.match(result.chunk_copy[DATA])
+    assert result.frames_complete == 2000
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB for 32 MiB of frames"
+    with h5py.File(tmp_path / "copy.h5", "r") as f:
+        np.testing.assert_array_equal(f[DATA][-8:], expected(2000, frame)[-8:])
+
+
 def failing_encode(frames: np.ndarray) -> object:
     """ChunkEncoder.encode, failing (in its worker thread) on the chunk holding ``frames``."""
     encode = ChunkEncoder.encode
@@ -204,8 +232,10 @@ def test_ctrl_c_stops_a_compressed_copy_and_it_resumes(writer_process, spawn, tm
     assert left["keys"] == left["frames"] == left["data"] <= 200
     process.go()
     resumed = start_converter(spawn, "copy", process.path, copy, *options, "--resume")
-    code, _, err = ended(resumed)
+    code, out, err = ended(resumed)
     assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["chunk_copy"][DATA].startswith("parallel (2 workers)")
     assert process.wait() == 0
     assert output_status(copy)["state"] == "complete"
     with h5py.File(copy, "r") as f:
