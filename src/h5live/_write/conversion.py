@@ -95,11 +95,13 @@ class ConversionResult:
         The first frame this run wrote (0 unless resumed).
     seconds, bytes_written
         Duration of this run and the data bytes it wrote (as stored: compressed bytes for
-        chunks copied raw).
+        chunks copied raw or encoded by h5live's threads).
     chunk_copy
         Per live dataset, how its chunks were written: ``"raw"`` (stored chunks copied,
         never decoded: same chunks and filters as the source), ``"direct"`` (decoded, written
-        whole past HDF5's chunk cache: no filters), else ``"decoded: "`` and why not raw.
+        whole past HDF5's chunk cache: no filters), ``"parallel (N workers): "`` (decoded,
+        then encoded by N threads into what HDF5's filters store) or ``"decoded: "`` (through
+        HDF5's filters), and why not raw.
     """
 
     destination: str
