@@ -216,3 +216,52 @@ def live_conversion(
         "writer_cpu_s": writer_cpu,
         "writer_rate_hz": float(summary_rate),
     }
+
+
+def live_nwb_run(
+    folder: Path,
+    frames: int,
+    frame: tuple[int, int],
+    *,
+    options: Sequence[str] = (),
+    python: Sequence[str] = (),
+) -> dict[str, Any]:
+    """h5live's simulated writer, unthrottled, converted live by ``h5live nwb [OPTIONS]``
+    (default: timestamps from the writer's flush times); this process follows the NWB file's
+    own keys, gently (every 5 ms, at most 5% of a core: it must not take the CPU it measures),
+    to stamp when each frame became complete there. Rates, lag at the end, latencies (writer
+    flush -> complete in the NWB file), CPU seconds and the converter's summary."""
+    from h5live import FollowPolicy
+    from h5live._demo import _follow
+
+    gentle = FollowPolicy(poll_interval_s=0.005, max_busy_fraction=0.05)
+    run = live_conversion(
+        folder / "live.h5",
+        folder / "live.nwb",
+        "nwb",
+        lambda path: _follow(path, frames, timeout=120, policy=gentle)[0],
+        startup_s=60,
+        end_s=600,
+        options=options,
+        python=python,
+        scan_shape=(frames,),
+        frame_shape=frame,
+    )
+    complete_at, flushed = run["watched"], run["flushed"]
+    latency_ms = (complete_at - flushed) * 1e3
+    span = float(np.nanmax(complete_at) - flushed.min())
+    summary = run["summary"]
+    return {
+        "writer_rate_hz": run["writer_rate_hz"],
+        "conversion_rate_hz": frames / span if span > 0 else float("nan"),
+        "end_lag_s": float(np.nanmax(complete_at) - flushed.max()),
+        "latency_p50_ms": float(np.nanpercentile(latency_ms, 50)),
+        "latency_p99_ms": float(np.nanpercentile(latency_ms, 99)),
+        "latency_ms": latency_ms.tolist(),
+        "converter_cpu_s": run["converter_cpu_s"],
+        "converter_cores": run["converter_cpu_s"] / span if span > 0 else float("nan"),
+        "writer_cpu_s": run["writer_cpu_s"],
+        "state": summary["state"],
+        "frames_complete": summary["frames_complete"],
+        "chunk_copy": summary.get("chunk_copy", {}),
+    }

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
-    live_conversion,
+    live_nwb_run,
     machine,
     machine_line,
     parse_args,
@@ -44,13 +44,8 @@ from _common import (
     save_results,
     simulated_writer_rate,
 )
-from h5live import FollowPolicy
-from h5live._demo import _follow
 
 MAX_LATENCY_S = 1.0  # h5live nwb's default
-# This process's own follower of the NWB file (to stamp completions) polls every 5 ms and takes
-# at most 5% of a core: it must not take the CPU from the writer and converter it measures.
-GENTLE = FollowPolicy(poll_interval_s=0.005, max_busy_fraction=0.05)
 ROUNDS_FULL = 3
 
 PLAIN_WRITER = """
@@ -80,33 +75,7 @@ def plain_writer_rate(path: Path, frames: int, frame: tuple[int, int]) -> float:
 
 def converted(folder: Path, frames: int, frame: tuple[int, int]) -> dict[str, Any]:
     """The simulated writer, unthrottled, converted live by ``h5live nwb`` (defaults)."""
-    source, output = folder / "live.h5", folder / "live.nwb"
-    run = live_conversion(
-        source,
-        output,
-        "nwb",
-        lambda path: _follow(path, frames, timeout=60, policy=GENTLE)[0],
-        startup_s=60,
-        end_s=300,
-        scan_shape=(frames,),
-        frame_shape=frame,
-    )
-    result, writer_rate = run["summary"], run["writer_rate_hz"]
-    complete_at, flushed = run["watched"], run["flushed"]
-    latency_ms = (complete_at - flushed) * 1e3
-    end_lag_s = float(np.nanmax(complete_at) - flushed.max())
-    span = float(np.nanmax(complete_at) - flushed.min())
-    return {
-        "writer_rate_hz": writer_rate,
-        "conversion_rate_hz": frames / span if span > 0 else float("nan"),
-        "end_lag_s": end_lag_s,
-        "latency_p50_ms": float(np.nanpercentile(latency_ms, 50)),
-        "latency_p99_ms": float(np.nanpercentile(latency_ms, 99)),
-        "latency_ms": latency_ms.tolist(),
-        "state": result["state"],
-        "frames_complete": result["frames_complete"],
-        "chunk_copy": result.get("chunk_copy", {}),
-    }
+    return live_nwb_run(folder, frames, frame)
 
 
 def keeps_up(plain_hz: float, run: dict[str, Any]) -> bool:

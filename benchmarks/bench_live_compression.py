@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
-    live_conversion,
+    live_nwb_run,
     machine,
     machine_line,
     parse_args,
@@ -51,11 +51,7 @@ from _common import (
     save_results,
     simulated_writer_rate,
 )
-from h5live import FollowPolicy
-from h5live._demo import _follow
 
-# This process's own follower of the NWB file polls every 5 ms and takes at most 5% of a core.
-GENTLE = FollowPolicy(poll_interval_s=0.005, max_busy_fraction=0.05)
 GZIP_1 = ("--compression", "gzip", "--compression-opts", "1")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "nwb": (),
@@ -74,34 +70,8 @@ def converted(
     options: Sequence[str],
     python: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The simulated writer, unthrottled, converted live by ``h5live nwb OPTIONS``."""
-    run = live_conversion(
-        folder / "live.h5",
-        folder / "live.nwb",
-        "nwb",
-        lambda path: _follow(path, frames, timeout=120, policy=GENTLE)[0],
-        startup_s=60,
-        end_s=600,
-        options=("--rate", "100", *options),
-        python=python,
-        scan_shape=(frames,),
-        frame_shape=frame,
-    )
-    complete_at, flushed = run["watched"], run["flushed"]
-    latency_ms = (complete_at - flushed) * 1e3
-    span = float(np.nanmax(complete_at) - flushed.min())
-    return {
-        "writer_rate_hz": run["writer_rate_hz"],
-        "conversion_rate_hz": frames / span if span > 0 else float("nan"),
-        "end_lag_s": float(np.nanmax(complete_at) - flushed.max()),
-        "latency_p50_ms": float(np.nanpercentile(latency_ms, 50)),
-        "latency_p99_ms": float(np.nanpercentile(latency_ms, 99)),
-        "converter_cpu_s": run["converter_cpu_s"],
-        "converter_cores": run["converter_cpu_s"] / span if span > 0 else float("nan"),
-        "writer_cpu_s": run["writer_cpu_s"],
-        "state": run["summary"]["state"],
-        "chunk_copy": next(iter(run["summary"].get("chunk_copy", {}).values()), ""),
-    }
+    """The simulated writer, unthrottled, converted live by ``h5live nwb --rate 100 OPTIONS``."""
+    return live_nwb_run(folder, frames, frame, options=("--rate", "100", *options), python=python)
 
 
 def profile(
@@ -200,7 +170,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
             f"{median(r, 'end_lag_s'):.2f} | {median(r, 'latency_p50_ms'):.0f} / "
             f"{median(r, 'latency_p99_ms'):.0f} | {median(r, 'converter_cpu_s'):.1f} | "
             f"{median(r, 'converter_cores'):.2f} | {median(r, 'writer_cpu_s'):.1f} | "
-            f"{r[-1]['chunk_copy'].split(':')[0]} |"
+            f"{next(iter(r[-1]['chunk_copy'].values()), '').split(':')[0]} |"
         )
     lines += [
         "",
