@@ -144,8 +144,8 @@ class SourceChunk(DataChunk):  # type: ignore[misc]
         return self._iterator.dtype  # type: ignore[no-any-return]
 
     def read(self, part: Selection) -> npt.NDArray[Any]:
-        """The frames of ``part`` (a selection inside this chunk's, in the dataset's
-        coordinates)."""
+        """The frames of ``part``, in the dataset's coordinates: a selection inside this
+        chunk's, or of frames before it (complete, as every frame handed out earlier)."""
         return self._iterator._read_ready(part)
 
 

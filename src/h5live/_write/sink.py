@@ -18,8 +18,10 @@ Contract
   chunk (a release for the latency bound) is split along the first axis: its whole chunks go
   raw, direct or to the pool, the parts of chunks at its ends through h5py (HDF5 reads the chunk
   back, merges and writes it again: the price of a chunk written in parts), after the pool has
-  written everything before them. Only a :class:`~h5live._iterate.iterator.SourceChunk` that has
-  not been read can be copied raw; the rest is decoded.
+  written everything before them; in a parallel sink fed by the iterator, the pool encodes such
+  a chunk again from its first row, read from the source (no read back, no decode). Only a
+  :class:`~h5live._iterate.iterator.SourceChunk` that has not been read can be copied raw; the
+  rest is decoded.
 - Written is not handed over: chunks in the pool are written later (in order, at later writes,
   :meth:`DatasetSink.flush` or :meth:`DatasetSink.close`). :meth:`DatasetSink.take_written`
   gives the selections written since it was last called, in order, so that a caller marks only
@@ -252,15 +254,27 @@ class DatasetSink:
         return written
 
     def _write_encoded(self, chunk: DataChunk, selection: Selection) -> int:
-        """Hand ``chunk``'s whole chunks to the pool. A SourceChunk not read yet is read chunk
-        by chunk, each read handed over as it is (no copy, no buffer of the whole selection:
-        the reads interleave with the encodes); other data is copied chunk by chunk."""
+        """Hand ``chunk``'s chunks to the pool.
+
+        A SourceChunk not read yet is read chunk by chunk, each read handed over as it is (no
+        copy, no buffer of the whole selection: the reads interleave with the encodes). A part
+        of a chunk at its ends (a release for the latency bound) goes to the pool too: its chunk
+        is encoded again from its first row, read from the source (those frames are complete),
+        up to the part's end (an edge chunk until the rest is written), so no chunk is ever
+        read back and decoded. Other data is copied chunk by chunk, its parts of chunks written
+        through h5py once the pool has written what it holds.
+        """
         pool = self._pool
         assert pool is not None
         lazy = isinstance(chunk, SourceChunk) and not chunk.is_read
+        rows = self.rows
         handed = 0
-        for part in split_rows(selection, self.rows):
-            blocks = self._chunk_blocks(part)
+        for part in split_rows(selection, rows):
+            if lazy:
+                first = int(part[0].start) // rows * rows
+                blocks = self._chunk_blocks((slice(first, int(part[0].stop)), *part[1:]), True)
+            else:
+                blocks = self._chunk_blocks(part)
             if blocks is None:  # parts of chunks: through h5py, once the pool has written
                 written = self._assign(part, _part_of(chunk, selection, part))
                 self.bytes_written += written
@@ -285,13 +299,15 @@ class DatasetSink:
                 handed += int(frames.nbytes)
         return handed
 
-    def _chunk_blocks(self, part: Selection) -> list[Selection] | None:
+    def _chunk_blocks(self, part: Selection, open_end: bool = False) -> list[Selection] | None:
         """``part`` cut into the selections of whole chunks (edge chunks of the frame
-        included), or None if it starts or ends inside a chunk."""
+        included; with ``open_end``, the last chunk row may end inside its chunks), or None if
+        it starts or ends inside a chunk."""
         chunks = tuple(int(n) for n in self.destination.chunks)
         limits = (None, *self.destination.maxshape[1:])
-        for s, c, limit in zip(part, chunks, limits, strict=True):
-            if s.start % c or (s.stop % c and s.stop != limit):
+        for axis, (s, c, limit) in enumerate(zip(part, chunks, limits, strict=True)):
+            open_stop = open_end and axis == 0
+            if s.start % c or (s.stop % c and s.stop != limit and not open_stop):
                 return None
         ranges = [range(int(s.start), int(s.stop), c) for s, c in zip(part, chunks, strict=True)]
         return [
