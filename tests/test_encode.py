@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import h5live._write.encode
-from h5live._write.encode import ChunkEncoder, DirectWriteError, _b2nd_block_shape
+from h5live._write.encode import ChunkEncoder, _b2nd_block_shape
 from h5live._write.plugin_codecs import PluginUnavailable, library_versions
-from h5live.errors import H5LiveError
+from h5live.errors import DirectWriteError, H5LiveError
 
 SHAPE = (5, 100, 90)  # edge chunks on every axis for CHUNKS
 CHUNKS = (2, 64, 64)

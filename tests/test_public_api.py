@@ -53,6 +53,7 @@ def test_errors_all():
         [
             "DatasetNotFoundError",
             "DirectChunkError",
+            "DirectWriteError",
             "DuplicateHandleError",
             "FinishedDatasetError",
             "FollowTimeout",
@@ -82,6 +83,7 @@ def test_errors_subclass_the_library_base_and_a_builtin():
     assert issubclass(errors.FinishedDatasetError, ValueError)
     assert issubclass(errors.FollowTimeout, TimeoutError)
     assert issubclass(errors.DuplicateHandleError, RuntimeError)
+    assert issubclass(errors.DirectWriteError, ValueError)
     assert issubclass(errors.KeyRegressionWarning, (errors.H5LiveWarning, UserWarning))
     # hdmf's GenericDataChunkIterator checks the same options with assert
     assert issubclass(errors.IteratorOptionError, ValueError)

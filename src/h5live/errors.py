@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DatasetNotFoundError",
     "DirectChunkError",
+    "DirectWriteError",
     "DuplicateHandleError",
     "FinishedDatasetError",
     "FollowTimeout",
@@ -121,3 +122,11 @@ class IteratorOptionError(H5LiveError, ValueError, AssertionError):
 
 class StageError(H5LiveError, ValueError):
     """A processing stage does not fit its input, or returned data unlike what it declared."""
+
+
+class DirectWriteError(H5LiveError, ValueError):
+    """The chunks of a dataset cannot be encoded in Python into what HDF5's filter pipeline
+    stores (a filter, option or dtype without an encoder in h5live, a library missing).
+
+    The write path catches it and writes the dataset through HDF5's own pipeline.
+    """

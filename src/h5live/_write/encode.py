@@ -56,9 +56,9 @@ from h5live._write.plugin_codecs import (
     PluginUnavailable,
     ZstdLibrary,
 )
-from h5live.errors import H5LiveError
+from h5live.errors import DirectWriteError
 
-__all__ = ["ENCODABLE", "ChunkEncoder", "DirectWriteError"]
+__all__ = ["ENCODABLE", "ChunkEncoder"]
 
 Bytes = npt.NDArray[np.uint8]
 
@@ -77,14 +77,6 @@ _BLOSC_ENVIRONMENT = (
     "BLOSC_SPLITMODE",
 )
 _BITSHUFFLE_CODECS = {0: "", 2: "lz4", 3: "zstd"}  # cd_values[4]
-
-
-class DirectWriteError(H5LiveError, ValueError):
-    """The chunks of a dataset cannot be encoded in Python into what HDF5's filter pipeline
-    stores (a filter, option or dtype without an encoder in h5live, a library missing).
-
-    The write path catches it and writes the dataset through HDF5's own pipeline.
-    """
 
 
 class _Unsupported(Exception):

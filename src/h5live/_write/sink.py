@@ -42,9 +42,9 @@ import numpy.typing as npt
 from hdmf.data_utils import DataChunk
 
 from h5live._iterate.iterator import SourceChunk
-from h5live._write.encode import DirectWriteError
 from h5live._write.parallel import ParallelChunkWriter, check_workers, default_workers
 from h5live._write.passthrough import DirectChunkWrite, RawChunkCopy, passthrough_refusal
+from h5live.errors import DirectWriteError
 
 __all__ = ["DatasetSink", "split_rows"]
 
