@@ -119,7 +119,7 @@ print(iterator)
 
 # %%
 # Convert while the camera writes, and read the NWB file meanwhile
-# ---------------------------------------------------------------
+# ----------------------------------------------------------------
 # :func:`h5live.neuroconv.configure_and_write_nwbfile` (which would apply the configuration if
 # we had not) writes the file and returns when the camera has finished. It runs in a thread
 # here, so that we can read the file while it is written: h5live's live write path creates
