@@ -10,7 +10,7 @@ from hdmf.data_utils import DataChunk
 
 from h5live import LiveDataChunkIterator
 from h5live._iterate.iterator import SourceChunk
-from h5live._write.sink import DatasetSink, split_rows
+from h5live._write.sink import IN_FLIGHT_BYTES, DatasetSink, split_rows
 from h5live.testing import frame_values
 
 FRAME = (16, 32)
@@ -169,3 +169,39 @@ def test_bad_workers_are_refused_naming_the_value_and_the_fix(tmp_path, workers)
         made = out.create_dataset("d", shape=(0, 4), maxshape=(None, 4), chunks=(2, 4), dtype="u2")
         with pytest.raises(ValueError, match=r"workers=.*'/d'.*Fix: pass workers=None"):
             DatasetSink(made, workers=workers)
+
+
+def test_the_pools_memory_is_bounded_however_many_cores(tmp_path):
+    """Chunks in flight: two per worker, but no more than IN_FLIGHT_BYTES of them (a 64-core
+    machine with 10 MB chunks would otherwise hold 128 of them), and at least two."""
+    with h5py.File(tmp_path / "d.h5", "w", libver="latest") as out:
+        big = out.create_dataset(
+            "big",
+            shape=(0, 2560, 2048),
+            maxshape=(None, 2560, 2048),
+            chunks=(1, 2560, 2048),
+            dtype="uint16",
+            compression="gzip",
+        )  # 10 MiB chunks
+        small = out.create_dataset(
+            "small",
+            shape=(0, 64),
+            maxshape=(None, 64),
+            chunks=(16, 64),
+            dtype="uint16",
+            compression="gzip",
+        )
+        huge = out.create_dataset(
+            "huge",
+            shape=(0, 16384, 16384),
+            maxshape=(None, 16384, 16384),
+            chunks=(1, 16384, 16384),
+            dtype="uint16",
+            compression="gzip",
+        )  # 512 MiB chunks
+        sinks = [DatasetSink(d, workers=64) for d in (big, small, huge)]
+        try:
+            assert [s._pool.max_in_flight for s in sinks] == [IN_FLIGHT_BYTES // (10 << 20), 128, 2]
+        finally:
+            for sink in sinks:
+                sink.close()

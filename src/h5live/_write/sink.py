@@ -22,6 +22,8 @@ Contract
   a chunk again from its first row, read from the source (no read back, no decode). Only a
   :class:`~h5live._iterate.iterator.SourceChunk` that has not been read can be copied raw; the
   rest is decoded.
+- The pool holds at most two chunks per worker and no more than ``IN_FLIGHT_BYTES`` of them
+  (at least two): memory stays bounded on a machine of many cores.
 - Written is not handed over: chunks in the pool are written later (in order, at later writes,
   :meth:`DatasetSink.flush` or :meth:`DatasetSink.close`). :meth:`DatasetSink.take_written`
   gives the selections written since it was last called, in order, so that a caller marks only
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +54,9 @@ __all__ = ["DatasetSink", "split_rows"]
 logger = logging.getLogger(__name__)
 
 Selection = tuple[slice, ...]
+#: Bytes of chunks (before encoding) a sink's pool holds at most, beyond two chunks: two
+#: default buffers.
+IN_FLIGHT_BYTES = 256 << 20
 
 
 def split_rows(selection: Selection, rows: int, edge: int | None = None) -> list[Selection]:
@@ -132,10 +138,14 @@ class DatasetSink:
         h5live does not encode: HDF5's pipeline writes them)."""
         if workers == 0:
             return None
+        workers = default_workers() if workers is None else workers
+        chunk = math.prod(self.destination.chunks) * self.destination.dtype.itemsize
         try:
             return ParallelChunkWriter(
                 self.destination,
-                workers=default_workers() if workers is None else workers,
+                workers=workers,
+                # two per worker, within IN_FLIGHT_BYTES (64 cores, 10 MB chunks: 25, not 128)
+                max_in_flight=max(2, min(2 * workers, IN_FLIGHT_BYTES // max(chunk, 1))),
                 before_write=self._before,
                 after_write=self._chunk_written,
             )
