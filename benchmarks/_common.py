@@ -249,14 +249,15 @@ def live_nwb_run(
     )
     complete_at, flushed = run["watched"], run["flushed"]
     latency_ms = (complete_at - flushed) * 1e3
+    latency = latency_stats([latency_ms])
     span = float(np.nanmax(complete_at) - flushed.min())
     summary = run["summary"]
     return {
         "writer_rate_hz": run["writer_rate_hz"],
         "conversion_rate_hz": frames / span if span > 0 else float("nan"),
         "end_lag_s": float(np.nanmax(complete_at) - flushed.max()),
-        "latency_p50_ms": float(np.nanpercentile(latency_ms, 50)),
-        "latency_p99_ms": float(np.nanpercentile(latency_ms, 99)),
+        "latency_p50_ms": latency["p50_ms"],
+        "latency_p99_ms": latency["p99_ms"],
         "latency_ms": latency_ms.tolist(),
         "converter_cpu_s": run["converter_cpu_s"],
         "converter_cores": run["converter_cpu_s"] / span if span > 0 else float("nan"),

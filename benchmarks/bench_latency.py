@@ -30,7 +30,15 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import live_conversion, machine, machine_line, parse_args, pyplot, save_results
+from _common import (
+    latency_stats,
+    live_conversion,
+    machine,
+    machine_line,
+    parse_args,
+    pyplot,
+    save_results,
+)
 from h5live._write.output import HDF5_LAYOUT, NWB_LAYOUT
 
 MAX_LATENCY_S = 1.0  # the converters' default
@@ -100,6 +108,7 @@ def run_case(
     )
     result, writer_rate = run["summary"], run["writer_rate_hz"]
     latency = run["watched"] - run["flushed"]
+    stats = latency_stats([latency * 1e3])
     return {
         "command": name,
         "frame": list(frame),
@@ -108,9 +117,9 @@ def run_case(
         "writer_rate_hz": writer_rate,
         "state": result["state"],
         "chunk_copy": result.get("chunk_copy", {}),
-        "p50_s": float(np.nanpercentile(latency, 50)),
-        "p99_s": float(np.nanpercentile(latency, 99)),
-        "max_s": float(np.nanmax(latency)),
+        "p50_s": stats["p50_ms"] / 1e3,
+        "p99_s": stats["p99_ms"] / 1e3,
+        "max_s": stats["max_ms"] / 1e3,
         "unseen": int(np.count_nonzero(np.isnan(latency))),
         "latency_s": [round(float(v), 4) for v in latency],
     }

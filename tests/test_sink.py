@@ -175,31 +175,19 @@ def test_the_pools_memory_is_bounded_however_many_cores(tmp_path):
     """Chunks in flight: two per worker, but no more than IN_FLIGHT_BYTES of them (a 64-core
     machine with 10 MB chunks would otherwise hold 128 of them), and at least two."""
     with h5py.File(tmp_path / "d.h5", "w", libver="latest") as out:
-        big = out.create_dataset(
-            "big",
-            shape=(0, 2560, 2048),
-            maxshape=(None, 2560, 2048),
-            chunks=(1, 2560, 2048),
-            dtype="uint16",
-            compression="gzip",
-        )  # 10 MiB chunks
-        small = out.create_dataset(
-            "small",
-            shape=(0, 64),
-            maxshape=(None, 64),
-            chunks=(16, 64),
-            dtype="uint16",
-            compression="gzip",
-        )
-        huge = out.create_dataset(
-            "huge",
-            shape=(0, 16384, 16384),
-            maxshape=(None, 16384, 16384),
-            chunks=(1, 16384, 16384),
-            dtype="uint16",
-            compression="gzip",
-        )  # 512 MiB chunks
-        sinks = [DatasetSink(d, workers=64) for d in (big, small, huge)]
+        # chunks of 10 MiB, 2 KiB and 512 MiB
+        made = [
+            out.create_dataset(
+                f"d{k}",
+                shape=(0, *chunk[1:]),
+                maxshape=(None, *chunk[1:]),
+                chunks=chunk,
+                dtype="uint16",
+                compression="gzip",
+            )
+            for k, chunk in enumerate([(1, 2560, 2048), (16, 64), (1, 16384, 16384)])
+        ]
+        sinks = [DatasetSink(d, workers=64) for d in made]
         try:
             assert [s._pool.max_in_flight for s in sinks] == [IN_FLIGHT_BYTES // (10 << 20), 128, 2]
         finally:

@@ -45,6 +45,7 @@ from h5live._write.destination import OUTPUT_CHUNK_CACHE
 from h5live._write.loop import LiveTarget, LiveWrite
 from h5live._write.options import ConversionOptions
 from h5live._write.output import LiveOutput, OutputLayout, frames_keyed
+from h5live._write.parallel import check_workers
 from h5live._write.sink import DatasetSink
 from h5live._write.stop import Stopped, check_stop, request_stop
 from h5live.errors import IteratorOptionError, OutputError, OutputExistsError, ScanShapeError
@@ -293,7 +294,8 @@ class Conversion:
         workers: int | None = None,
     ) -> None:
         self.began = time.monotonic()
-        self.workers = workers
+        # refused before either file is opened, naming the output
+        self.workers = check_workers(workers, f"{os.fspath(destination)!r}")
         self.layout = layout
         self.source_path = os.fspath(source)
         self.destination = Path(destination)

@@ -70,7 +70,8 @@ class LiveWriting:
             )
         self.resuming = mode == "a"
         #: Threads encoding the chunks of compressed live datasets (None: one per core).
-        self.live_workers = check_workers(kwargs.pop("workers", None), repr(path))
+        where = path if path is not None else getattr(kwargs.get("file"), "filename", None)
+        self.live_workers = check_workers(kwargs.pop("workers", None), repr(where))
         file = kwargs.pop("file", None)
         made = None
         if file is None:

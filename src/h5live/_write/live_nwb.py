@@ -36,9 +36,7 @@ class LiveNWBHDF5IO(LiveWriting, NWBHDF5IO):  # type: ignore[misc]
     manager, file, comm, driver, herd_path
         As for ``NWBHDF5IO``; a ``file`` given must be made with ``libver="latest"``.
     workers
-        Threads that encode the chunks of compressed live datasets (``H5DataIO`` with a
-        compression), written in order with ``write_direct_chunk`` (``None``: one per core;
-        ``0``: HDF5's filter pipeline, on one core).
+        As for :class:`h5live.LiveHDF5IO`: threads encoding compressed live datasets.
 
     Attributes
     ----------

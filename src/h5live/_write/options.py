@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from h5live._write.parallel import check_workers
-
 __all__ = ["ConversionOptions"]
 
 
@@ -44,11 +42,6 @@ class ConversionOptions:
         Threads that encode the chunks of a compressed destination, written in order with
         ``write_direct_chunk`` (``None``: one per core this process may use; ``0``: HDF5's
         filter pipeline encodes them, on one core). Chunks copied raw need none.
-
-    Raises
-    ------
-    ValueError
-        ``workers`` is not a whole number >= 0 or None.
     """
 
     key_paths: Sequence[str] | None = None
@@ -67,9 +60,6 @@ class ConversionOptions:
     progress_bar_class: Callable[..., Any] | None = None
     progress_bar_options: dict[str, Any] | None = None
     workers: int | None = None
-
-    def __post_init__(self) -> None:
-        check_workers(self.workers, "a live conversion")
 
     @classmethod
     def of(

@@ -107,6 +107,9 @@ class DatasetSink:
         self.destination = destination
         self.before_write = before_write
         self.bytes_written = 0
+        # fixed for the dataset's life: read once (h5py asks HDF5 at each access)
+        self._chunks = tuple(int(n) for n in destination.chunks or ())
+        self._limits = (None, *destination.maxshape[1:])
         self._raw: RawChunkCopy | None = None
         self._direct: DirectChunkWrite | None = None
         self._pool: ParallelChunkWriter | None = None
@@ -139,7 +142,7 @@ class DatasetSink:
         if workers == 0:
             return None
         workers = default_workers() if workers is None else workers
-        chunk = math.prod(self.destination.chunks) * self.destination.dtype.itemsize
+        chunk = math.prod(self._chunks) * self.destination.dtype.itemsize
         try:
             return ParallelChunkWriter(
                 self.destination,
@@ -168,7 +171,7 @@ class DatasetSink:
     @property
     def rows(self) -> int:
         """Rows of a destination chunk along the first axis."""
-        return int(self.destination.chunks[0])
+        return self._chunks[0]
 
     @property
     def pending(self) -> bool:
@@ -313,9 +316,8 @@ class DatasetSink:
         """``part`` cut into the selections of whole chunks (edge chunks of the frame
         included; with ``open_end``, the last chunk row may end inside its chunks), or None if
         it starts or ends inside a chunk."""
-        chunks = tuple(int(n) for n in self.destination.chunks)
-        limits = (None, *self.destination.maxshape[1:])
-        for axis, (s, c, limit) in enumerate(zip(part, chunks, limits, strict=True)):
+        chunks = self._chunks
+        for axis, (s, c, limit) in enumerate(zip(part, chunks, self._limits, strict=True)):
             open_stop = open_end and axis == 0
             if s.start % c or (s.stop % c and s.stop != limit and not open_stop):
                 return None
