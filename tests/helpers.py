@@ -139,6 +139,18 @@ def ended(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, 
     return process.returncode, out, err
 
 
+def converter_report(process: subprocess.Popen[str], path: Path) -> str:
+    """What a converter and its output say, for the message of a failed assertion."""
+    code = process.poll()
+    try:
+        status: object = output_status(path)
+    except (OSError, KeyError) as exc:
+        status = f"unreadable ({exc})"
+    err = ended(process, 10)[2][-2000:] if code is not None else ""
+    state = "still running" if code is None else f"exited with {code}, stderr {err!r}"
+    return f"the converter is {state}; its output says {status}"
+
+
 class OutputReaders:
     """Two readers of an h5live output during its resume: a process that holds it open for
     SWMR reading (it holds HDF5's file lock, which must not block the resume) and

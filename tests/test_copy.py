@@ -17,7 +17,14 @@ from h5live._write.copy import copy_live
 from h5live._write.output import HDF5_LAYOUT
 from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
-from helpers import H5LIVE, OutputReaders, output_status, start_converter, wait_for_frames
+from helpers import (
+    H5LIVE,
+    OutputReaders,
+    converter_report,
+    output_status,
+    start_converter,
+    wait_for_frames,
+)
 from helpers import ended as ended_process
 
 pytestmark = pytest.mark.live
@@ -130,7 +137,7 @@ def test_h5live_follows_the_copy_while_it_is_written(writer_process, converter, 
         assert follower.poll() < 300  # it is mid-copy
         process.go()
         frames = list(follower)
-        assert follower.stop_reason == "finished"
+        assert follower.stop_reason == "finished", converter_report(copier, tmp_path / "copy.h5")
         data = follower.key_datasets[0].file[DATA]
         data.refresh()
         np.testing.assert_array_equal(data[...], expected(600, (4,)))

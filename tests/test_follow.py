@@ -288,6 +288,39 @@ def test_slow_polls_are_spaced_to_keep_the_follower_mostly_idle(simulated_writer
     assert len(reads) / (1.0 / 0.008) == pytest.approx(1, abs=0.05)
 
 
+def test_one_stalled_poll_does_not_hold_back_the_next_ones(simulated_writer):
+    # A poll that takes 3 s (the process paused, the disk busy) once: the polls after it are
+    # spaced by what polls usually cost, so the next frame is seen within a poll interval, not
+    # 12 s (3 s / max_busy_fraction) later. A converter following its source this way once went
+    # silent for 10 s, and a reader of its output stopped on its idle timeout.
+    clock = FakeClock()
+    writer = simulated_writer(scan_shape=(10,))
+    write(writer, 1)
+    costs = iter([0.002] * 5 + [3.0])
+    stalled: list[float] = []
+
+    def read_costs() -> None:
+        cost = next(costs, 0.002)
+        clock.sleep(cost)
+        if cost == 3.0:
+            stalled.append(clock())
+
+    key = RecordingDataset(writer.keys[0], on_read=read_costs)
+    follower = KeyFollower(
+        [key],
+        timeout=10.0,
+        policy=FollowPolicy(poll_interval_s=0.001, max_busy_fraction=0.25),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert next(follower) == 0
+    clock.at(3.5, lambda: write(writer, 2))  # written after the stalled poll
+    assert next(follower) == 1
+    assert len(stalled) == 1
+    assert stalled[0] < 3.5
+    assert clock() - 3.5 <= 0.011  # the next poll after the write, not one 12 s after the stall
+
+
 def test_timeout_none_waits_only_for_the_finished_flag(simulated_writer):
     clock = FakeClock()
     writer = simulated_writer(scan_shape=(10,))

@@ -26,7 +26,9 @@ Contract
   strict mode) and never makes a frame be delivered twice. The check covers the key chunk that
   holds the frontier, which is read anyway.
 - While waiting, a poll starts at most every ``poll_interval_s`` and polls are spaced so
-  that they take at most ``max_busy_fraction`` of the time (from the cost of the last one).
+  that they take at most ``max_busy_fraction`` of the time, from the median cost of the last
+  few polls: one poll slowed by a stall (the process paused, the disk busy) does not space the
+  next ones, so a stall of a few seconds never delays frames by four times as long.
 - Time is read through an injectable ``clock``/``sleep`` pair.
 """
 
@@ -36,9 +38,11 @@ import bisect
 import logging
 import math
 import os
+import statistics
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -79,6 +83,7 @@ StopReason = Literal["finished", "timeout", "complete"]
 ScanMaxshape = tuple[int | None, ...] | list[int | None]
 
 _MOVES_KEPT = 4096  # frontier moves remembered for completed_at
+_COSTS_KEPT = 5  # poll costs whose median spaces the polls (a slow one among them is ignored)
 GapPolicy = Literal["block", "skip"]
 
 
@@ -115,7 +120,8 @@ class FollowPolicy:
         whatever the scan length.
     max_busy_fraction
         While waiting, space polls so that polling takes at most this fraction of the time
-        (measured from the cost of the last poll): following a fast writer with several keys
+        (measured from the median cost of the last five polls, so that one poll slowed by a
+        stall does not hold back the next ones): following a fast writer with several keys
         then costs a quarter of a core, not all of it, at the price of a little latency.
         1.0 polls back to back when a poll is slower than ``poll_interval_s``.
     gaps
@@ -273,6 +279,9 @@ class KeyFollower(ClosingContext):
         self._polls = 0  # counts key reads, so that a poll refreshes each key at most once
         self._last_finished_read = -math.inf
         self._next_poll_at = -math.inf  # when waiting may poll again
+        # what the last polls cost (s), newest last; starts free, so a slow first poll is
+        # not enough to space the next ones
+        self._poll_costs: deque[float] = deque([0.0] * (_COSTS_KEPT - 1), maxlen=_COSTS_KEPT)
         self._file: Any | None = None
         self._finished: FinishedFlag | None = None
         self._closed = False
@@ -546,7 +555,8 @@ class KeyFollower(ClosingContext):
         try:
             return self._poll_keys_and_flag(last)
         finally:
-            spacing = (self._clock() - started) / self.policy.max_busy_fraction
+            self._poll_costs.append(self._clock() - started)
+            spacing = statistics.median(self._poll_costs) / self.policy.max_busy_fraction
             self._next_poll_at = started + max(self.policy.poll_interval_s, spacing)
 
     def _poll_keys_and_flag(self, last: bool) -> bool:
