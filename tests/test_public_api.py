@@ -51,6 +51,7 @@ def test_h5live_all():
 def test_errors_all():
     assert sorted(h5live.errors.__all__) == sorted(
         [
+            "BackendConfigurationError",
             "DatasetNotFoundError",
             "DirectChunkError",
             "DirectWriteError",
@@ -65,6 +66,7 @@ def test_errors_all():
             "KeyDatasetError",
             "KeyRegressionError",
             "KeyRegressionWarning",
+            "NWBSourceError",
             "OutputError",
             "OutputExistsError",
             "ScanShapeError",

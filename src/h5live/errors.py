@@ -8,6 +8,7 @@ Messages name what failed, the value, the file and dataset, and the fix.
 from __future__ import annotations
 
 __all__ = [
+    "BackendConfigurationError",
     "DatasetNotFoundError",
     "DirectChunkError",
     "DirectWriteError",
@@ -22,6 +23,7 @@ __all__ = [
     "KeyDatasetError",
     "KeyRegressionError",
     "KeyRegressionWarning",
+    "NWBSourceError",
     "OutputError",
     "OutputExistsError",
     "ScanShapeError",
@@ -130,3 +132,14 @@ class DirectWriteError(H5LiveError, ValueError):
 
     The write path catches it and writes the dataset through HDF5's own pipeline.
     """
+
+
+class NWBSourceError(H5LiveError, ValueError):
+    """A source that cannot become the NWB series asked for (neuroconv integration): a grid
+    scan (an NWB series has one time axis), no timing (neither a rate nor timestamps), frames
+    that do not suit the series type, or metadata that contradicts it."""
+
+
+class BackendConfigurationError(H5LiveError, ValueError):
+    """A neuroconv backend configuration that a live dataset cannot follow (no entry for it, no
+    chunks, or chunk and buffer shapes its iterator cannot take)."""

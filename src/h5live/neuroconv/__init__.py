@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from h5live.errors import BackendConfigurationError, NWBSourceError
+
 if TYPE_CHECKING:
     from h5live.neuroconv._configuration import (
         LiveHDF5DatasetIOConfiguration,
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
         get_default_backend_configuration,
     )
     from h5live.neuroconv._converter import LiveConverterPipe, LiveNWBConverter
-    from h5live.neuroconv._errors import BackendConfigurationError, NWBSourceError
     from h5live.neuroconv._interface import LiveHDF5Interface
     from h5live.neuroconv._write import configure_and_write_nwbfile
     from h5live.neuroconv._zarr import LiveNWBZarrIO
@@ -45,11 +46,9 @@ __all__ = [
     "get_default_backend_configuration",
 ]
 
-# Where each name lives: imported when first used, so that LiveNWBZarrIO and the errors do not
-# need neuroconv.
+# Where each name lives: imported when first used, so that LiveNWBZarrIO does not need
+# neuroconv. The errors live with h5live's others (h5live.errors) and are named here too.
 _HOMES = {
-    "BackendConfigurationError": "_errors",
-    "NWBSourceError": "_errors",
     "LiveNWBZarrIO": "_zarr",
     "LiveHDF5DatasetIOConfiguration": "_configuration",
     "LiveZarrDatasetIOConfiguration": "_configuration",

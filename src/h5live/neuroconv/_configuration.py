@@ -42,8 +42,8 @@ from neuroconv.tools.nwb_helpers._configuration_models._base_dataset_io import (
 from neuroconv.utils.str_utils import human_readable_size
 from pydantic import Field, model_validator
 
+from h5live.errors import BackendConfigurationError
 from h5live.neuroconv._datasets import follow_shapes, live_datasets, set_aside
-from h5live.neuroconv._errors import BackendConfigurationError
 
 __all__ = [
     "LiveHDF5DatasetIOConfiguration",

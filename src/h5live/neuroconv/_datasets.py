@@ -29,8 +29,7 @@ from typing import Any
 from hdmf.data_utils import DataIO
 
 from h5live._iterate.iterator import LiveDataChunkIterator
-from h5live.errors import IteratorOptionError
-from h5live.neuroconv._errors import BackendConfigurationError
+from h5live.errors import BackendConfigurationError, IteratorOptionError
 from h5live.neuroconv._private import location_in_file
 
 __all__ = ["LiveDataset", "follow_shapes", "live_datasets", "set_aside"]

@@ -52,8 +52,8 @@ from h5live._stages import Stage
 from h5live._write.conversion import Conversion, LiveOptions
 from h5live._write.nwb import _EPOCH, _largest, _series, _start_time, _timestamps_path
 from h5live._write.output import NWB_LAYOUT
+from h5live.errors import NWBSourceError
 from h5live.neuroconv._configuration import get_default_backend_configuration
-from h5live.neuroconv._errors import NWBSourceError
 from h5live.neuroconv._private import LiveWriting, add_device
 
 __all__ = ["METADATA_KEY", "LiveHDF5Interface"]

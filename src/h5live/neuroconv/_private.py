@@ -22,7 +22,7 @@ from neuroconv.tools.nwb_helpers._configuration_models._base_dataset_io import (
     _find_location_in_memory_nwbfile,
 )
 
-from h5live.neuroconv._errors import NWBSourceError
+from h5live.errors import NWBSourceError
 
 __all__ = ["ASSUMED_NEUROCONV", "LiveWriting", "add_device", "location_in_file"]
 

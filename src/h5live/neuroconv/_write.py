@@ -34,9 +34,9 @@ from pynwb import NWBHDF5IO
 
 from h5live._iterate.iterator import LiveDataChunkIterator
 from h5live._write.live_nwb import LiveNWBHDF5IO
+from h5live.errors import BackendConfigurationError
 from h5live.neuroconv._configuration import configure_backend, get_default_backend_configuration
 from h5live.neuroconv._datasets import DATASET_FIELDS
-from h5live.neuroconv._errors import BackendConfigurationError
 
 __all__ = ["HDF5_IO", "HDF5_IO_SEVERAL_SOURCES", "configure_and_write_nwbfile", "write_nwbfile"]
 
