@@ -31,6 +31,9 @@ pytestmark = pytest.mark.live
 
 DATA = "/entry/data/data"
 SMALL = ("--chunk-shape", "8", "4")  # chunks of slow test writers fill within the latency
+# The idle timeout that ends copies of writers that stop without the finished flag: long enough
+# that a writer paused by a busy machine is not taken for one that stopped.
+IDLE_S = 2.0
 
 
 def expected(n: int, frame: tuple[int, ...], dtype: str = "uint16") -> np.ndarray:
@@ -107,7 +110,7 @@ def test_without_a_finished_flag_the_copy_ends_incomplete_after_the_timeout(
 ):
     process = writer_process(scan_shape=(50,), frame_shape=(4,), finished=False, hold_at=0)
     process.go()
-    result = copy_live(process.path, tmp_path / "copy.h5", timeout=0.5)
+    result = copy_live(process.path, tmp_path / "copy.h5", timeout=IDLE_S)
     assert process.wait() == 0
     assert (result.frames_complete, result.state, result.stop_reason) == (
         50,
@@ -120,7 +123,7 @@ def test_without_a_finished_flag_the_copy_ends_incomplete_after_the_timeout(
 def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_path):
     process = writer_process(scan_shape=(100,), frame_shape=(4,), crash_after=37, hold_at=0)
     process.go()
-    result = copy_live(process.path, tmp_path / "copy.h5", timeout=0.5, chunk_shape=(8, 4))
+    result = copy_live(process.path, tmp_path / "copy.h5", timeout=IDLE_S, chunk_shape=(8, 4))
     assert process.wait() != 0
     assert (result.frames_complete, result.state) == (37, "incomplete")
     with h5py.File(tmp_path / "copy.h5", "r") as f:
