@@ -40,6 +40,9 @@ METADATA = {
     "subject": SUBJECT,
 }
 SLOW = ("--max-latency", "0.02")  # chunks of slow test writers are written as they fill
+# The idle timeout that ends conversions of writers that stop without the finished flag: long
+# enough that a writer paused by a busy machine is not taken for one that stopped.
+IDLE_S = 2.0
 
 
 def expected(n: int, frame: tuple[int, ...], dtype: str = "uint16") -> np.ndarray:
@@ -288,7 +291,7 @@ def test_without_a_finished_flag_the_conversion_ends_incomplete_after_the_timeou
     )
     process.go()
     nwb = tmp_path / "scan.nwb"
-    result = to_nwb(process.path, nwb, metadata=METADATA, timeout=0.5)
+    result = to_nwb(process.path, nwb, metadata=METADATA, timeout=IDLE_S)
     assert process.wait() == 0
     assert (result.frames_complete, result.state, result.stop_reason) == (
         50,
@@ -316,7 +319,7 @@ def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_p
     )
     process.go()
     nwb = tmp_path / "scan.nwb"
-    result = to_nwb(process.path, nwb, metadata=METADATA, timeout=0.5, chunk_shape=(8, 4))
+    result = to_nwb(process.path, nwb, metadata=METADATA, timeout=IDLE_S, chunk_shape=(8, 4))
     assert process.wait() != 0
     assert (result.frames_complete, result.state, result.stop_reason) == (
         37,
