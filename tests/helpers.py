@@ -85,6 +85,9 @@ def output_status(path: Path, layout: Any = None, data: str = "/entry/data/data"
 
 
 H5LIVE = [sys.executable, "-m", "h5live"]
+# The idle timeout (s) that ends conversions of writers that crash or stop without the finished
+# flag: long enough that a writer paused by a busy machine is not taken for one that stopped.
+IDLE_S = 2.0
 PROGRAMS = Path(__file__).parent / "programs"
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from h5live.testing import CRASH_EXIT_CODE, SimulatedWriter, frame_values
-from helpers import output_status, wait_for_frames
+from helpers import IDLE_S, output_status, wait_for_frames
 
 pytestmark = pytest.mark.live
 
@@ -57,9 +57,6 @@ class Run:
 
 
 NOW = ("--open-timeout", "0")  # a missing or unreadable file is not waited for
-# the idle timeout that ends a copy of a crashed writer: long enough that a writer paused by a
-# busy machine is not taken for one that crashed
-IDLE = "2"
 PRECIOUS = b"precious, not HDF5"
 
 COMMANDS = {
@@ -261,7 +258,7 @@ def test_a_writer_crash_ends_the_copy_incomplete_with_the_complete_frames(
     )
     destination = tmp_path / "copy.h5"
     command = [H5LIVE, "copy", process.path, str(destination), "--no-progress", "--json"]
-    command += ["--timeout", IDLE, "--max-latency", "0.05", "--chunk-shape", "8", "4"]
+    command += ["--timeout", str(IDLE_S), "--max-latency", "0.05", "--chunk-shape", "8", "4"]
     copier = spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_frames(destination, 0, copier)  # it follows the writer
     process.go()

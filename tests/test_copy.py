@@ -19,6 +19,7 @@ from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
 from helpers import (
     H5LIVE,
+    IDLE_S,
     OutputReaders,
     converter_report,
     output_status,
@@ -31,9 +32,6 @@ pytestmark = pytest.mark.live
 
 DATA = "/entry/data/data"
 SMALL = ("--chunk-shape", "8", "4")  # chunks of slow test writers fill within the latency
-# The idle timeout that ends copies of writers that stop without the finished flag: long enough
-# that a writer paused by a busy machine is not taken for one that stopped.
-IDLE_S = 2.0
 
 
 def expected(n: int, frame: tuple[int, ...], dtype: str = "uint16") -> np.ndarray:

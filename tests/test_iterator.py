@@ -15,6 +15,7 @@ from h5live import KeyFollower, LiveDataChunkIterator
 from h5live._iterate.iterator import hdmf_chunk_shape
 from h5live.errors import FollowTimeout, H5LiveWarning, IteratorOptionError, ScanShapeError
 from h5live.testing import frame_values
+from helpers import IDLE_S
 
 
 def write(writer, n):
@@ -247,7 +248,7 @@ def test_a_crashed_writer_leaves_exactly_the_complete_frames(writer_process, tmp
             f["/entry/data/data"],
             chunk_shape=(2, 5, 3),
             buffer_shape=(4, 5, 3),
-            timeout=2.0,  # a writer paused by a busy machine is not taken for a crashed one
+            timeout=IDLE_S,
             strict=strict,
         )
         process.go()

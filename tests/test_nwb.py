@@ -23,8 +23,8 @@ import pytest
 from h5live import KeyFollower, to_nwb
 from h5live._write.output import NWB_LAYOUT
 from h5live.testing import frame_values
+from helpers import IDLE_S, ended, output_status, start_converter
 from helpers import assert_valid_nwb as assert_valid
-from helpers import ended, output_status, start_converter
 from helpers import wait_for_frames as wait_for_output_frames
 
 pytestmark = pytest.mark.live
@@ -40,9 +40,6 @@ METADATA = {
     "subject": SUBJECT,
 }
 SLOW = ("--max-latency", "0.02")  # chunks of slow test writers are written as they fill
-# The idle timeout that ends conversions of writers that stop without the finished flag: long
-# enough that a writer paused by a busy machine is not taken for one that stopped.
-IDLE_S = 2.0
 
 
 def expected(n: int, frame: tuple[int, ...], dtype: str = "uint16") -> np.ndarray:
