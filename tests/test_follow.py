@@ -269,18 +269,18 @@ def test_default_poll_interval_is_low_latency(simulated_writer):
     assert clock() - 0.05 <= 0.001  # the frame was yielded within one poll interval
 
 
+def quarter_busy_follower(key: RecordingDataset, clock: FakeClock, timeout: float) -> KeyFollower:
+    """A follower of ``key`` that polls every 1 ms at most and is busy a quarter of the time."""
+    policy = FollowPolicy(poll_interval_s=0.001, max_busy_fraction=0.25)
+    return KeyFollower([key], timeout, policy=policy, clock=clock, sleep=clock.sleep)
+
+
 def test_slow_polls_are_spaced_to_keep_the_follower_mostly_idle(simulated_writer):
     clock = FakeClock()
     writer = simulated_writer(scan_shape=(10,))
     write(writer, 2)
     key = RecordingDataset(writer.keys[0], on_read=lambda: clock.sleep(0.002))  # 2 ms reads
-    follower = KeyFollower(
-        [key],
-        timeout=1.0,
-        policy=FollowPolicy(poll_interval_s=0.001, max_busy_fraction=0.25),
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    follower = quarter_busy_follower(key, clock, timeout=1.0)
     assert list(follower) == [0, 1]
     reads = [t for t in clock.sleeps if t == 0.002]
     waits = [t for t in clock.sleeps if t != 0.002]
@@ -306,13 +306,7 @@ def test_one_stalled_poll_does_not_hold_back_the_next_ones(simulated_writer):
             stalled.append(clock())
 
     key = RecordingDataset(writer.keys[0], on_read=read_costs)
-    follower = KeyFollower(
-        [key],
-        timeout=10.0,
-        policy=FollowPolicy(poll_interval_s=0.001, max_busy_fraction=0.25),
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    follower = quarter_busy_follower(key, clock, timeout=10.0)
     assert next(follower) == 0
     clock.at(3.5, lambda: write(writer, 2))  # written after the stalled poll
     assert next(follower) == 1
