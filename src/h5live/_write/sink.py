@@ -298,11 +298,10 @@ class DatasetSink:
             self._in_pool.append([part, len(blocks)])
             for block in blocks:
                 offset = tuple(int(s.start) for s in block)
-                if isinstance(chunk, SourceChunk) and data is None:
+                if data is None:  # lazy: read chunk by chunk
                     frames = chunk.read(block)  # a new array, or a view the iterator keeps
                     pool.submit(offset, frames, copy=False)
                 else:
-                    assert data is not None
                     local = tuple(
                         slice(int(b.start) - int(p.start), int(b.stop) - int(p.start))
                         for b, p in zip(block, part, strict=True)
