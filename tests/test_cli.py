@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from h5live._cli import main
+from h5live._write.stop import clear_stop, request_stop
 from h5live.errors import SourceNotReadyError
 
 pytestmark = pytest.mark.live
@@ -36,6 +38,21 @@ def test_simulate_then_follow(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames"] == 30
     assert summary["stop_reason"] in ("finished", "complete")
+
+
+def test_follow_stops_on_a_stop_asked_while_the_writer_pauses(writer_process, capsys):
+    # As the signal handler does when its raise lands inside a weakref callback and is lost:
+    # the request alone must end the wait for the paused writer (exit 130), not the idle
+    # timeout (exit 0, a minute later).
+    process = writer_process(scan_shape=(40,), frame_shape=(2,), hold_at=(0, 20))
+    process.go()
+    request_stop(signal.SIGINT)
+    try:
+        code = main(["follow", str(process.path), "--timeout", "60"])
+    finally:
+        clear_stop()
+    assert code == 130
+    assert "interrupted (SIGINT)" in capsys.readouterr().err
 
 
 def test_missing_source_is_one_clear_line_and_exit_1(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import h5py
@@ -15,6 +16,7 @@ import swmr_tools
 from h5live import KeyFollower
 from h5live._write.copy import copy_live
 from h5live._write.output import HDF5_LAYOUT
+from h5live._write.stop import Stopped, clear_stop, request_stop
 from h5live.errors import OutputError, OutputExistsError
 from h5live.testing import frame_values
 from helpers import (
@@ -270,6 +272,36 @@ def test_a_stop_inside_mark_leaves_the_count_equal_to_the_keys(
     assert copy_live(writer.path, copy, resume=True).frames_complete == 64
     with h5py.File(copy, "r") as f:
         np.testing.assert_array_equal(f[DATA][...], expected(64, (4,)))
+
+
+def test_a_stop_asked_while_the_writer_pauses_stops_the_copy(writer_process, tmp_path):
+    """The CLI's signal handler records a stop before it raises, because its raise is lost
+    when it lands inside a weakref callback (h5py runs them at every poll). A copy waiting for
+    a paused writer hands out no chunk, so the wait itself must see the request; before, it
+    ran on to its idle timeout (CI: a Ctrl-C that exited 0 with the output 'incomplete')."""
+    process = writer_process(scan_shape=(80,), frame_shape=(4,), hold_at=(0, 40))
+    copy = tmp_path / "copy.h5"
+
+    def ask_to_stop() -> None:
+        wait_for_frames(copy, 40)  # everything before the pause is copied: the copy waits
+        request_stop(signal.SIGINT)  # as the handler does, its raise swallowed
+
+    asker = threading.Thread(target=ask_to_stop, daemon=True)
+    process.go()
+    asker.start()
+    try:
+        with pytest.raises(Stopped):
+            copy_live(process.path, copy, timeout=60, chunk_shape=(8, 4), max_latency_s=0.02)
+    finally:
+        clear_stop()
+        asker.join(60)
+    left = status(copy)
+    assert (left["state"], left["frames"], left["keys"], left["data"]) == (
+        "interrupted",
+        40,
+        40,
+        40,
+    )
 
 
 def test_an_existing_destination_is_refused_without_resume_or_overwrite(simulated_writer, tmp_path):

@@ -22,7 +22,7 @@ from typing import Any
 
 from h5live import __version__
 from h5live._follow.follower import FollowPolicy, KeyFollower
-from h5live._write.conversion import Stopped, request_stop
+from h5live._write.conversion import Stopped, check_stop, request_stop
 from h5live.errors import H5LiveError
 
 __all__ = ["main"]
@@ -109,6 +109,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
         open_timeout_s=args.open_timeout,
         policy=policy,
     ) as follower:
+        follower.on_wait = check_stop  # a Ctrl-C swallowed while waiting is seen at the next wait
         summary = follow_with_progress(follower, total=None, description=Path(args.source).name)
     _print_summary({"source": str(args.source), **summary}, args.json)
     return 0

@@ -11,7 +11,8 @@ Contract
   what a sink has written counts (its pool of encoding threads may hold chunks handed over):
   the pools are flushed before a source is waited for (the followers' ``on_wait``), after a
   chunk released early for the latency bound (its cost is then the release's), and at the end.
-- Before each chunk it checks for a stop request (:mod:`h5live._write.stop`), and before each write
+- Before each chunk, and while a source is waited for, it checks for a stop request
+  (:mod:`h5live._write.stop`), and before each write
   that the disk and the file size limit have room (:class:`Space`): HDF5 cannot close a file
   after a write failed for lack of space.
 - :meth:`LiveWrite.guarded` records how a run ended if it did not end normally (``interrupted``
@@ -227,7 +228,9 @@ class LiveWrite:
         self.output.mark(min(c.prefix for c in self.coverage), self._datasets)
 
     def _on_wait(self) -> None:
-        """A source is about to be waited for: write what the pools hold, and mark it."""
+        """A source is about to be waited for: stop if asked (no chunk may come for as long as
+        the writer pauses), else write what the pools hold, and mark it."""
+        check_stop()
         if any(t.sink.pending for t in self.targets):
             for target in self.targets:
                 target.sink.flush()

@@ -1,9 +1,11 @@
 """Stopping a live write from a signal handler: Ctrl-C, SIGTERM or SIGHUP.
 
-A signal handler only records the request (:func:`request_stop`); the write loop raises
-:class:`Stopped` at its next chunk (:func:`check_stop`), where the output can still be marked
-interrupted. A KeyboardInterrupt raised inside a weakref callback or ``__del__`` would be
-swallowed.
+A signal handler records the request (:func:`request_stop`) before it raises; the write loop
+raises :class:`Stopped` at its next chunk and at each wait for a source (:func:`check_stop`),
+where the output can still be marked interrupted. The handler's own KeyboardInterrupt is
+swallowed when it lands inside a weakref callback or ``__del__`` (h5py runs such callbacks at
+every poll): without the waits' check, a Ctrl-C while the writer paused was lost, and the
+conversion ran on to its idle timeout (or forever, with none).
 """
 
 from __future__ import annotations
