@@ -4,17 +4,22 @@ GenericDataChunkIterator tests.
 ``make test-peers`` runs this. For each suite it
 
 1. downloads the owner's sdist from PyPI with pip into ``.peers-cache/sdist`` (once; git-ignored),
-2. extracts its tests into a fresh ``.peers-cache/run/<suite>``,
+2. extracts its tests into a fresh ``.peers-cache/run/<suite>/h5live`` (and ``.../reference``),
 3. points them at h5live: swmr_tools' imports are rewritten to ``h5live`` and our stand-in for
    the ``tests/utils.py`` its sdist does not ship is added (``peers/swmr_tools/utils.py``);
    hdmf's tests get a conftest (``peers/hdmf/conftest.py``) that replaces their numpy-backed
    iterators with a ``LiveDataChunkIterator`` over a finished HDF5 file of the same array,
 4. runs pytest on them in a subprocess, without the tests listed in ``peers/deselected.txt``
    (one reason per entry; matched exactly by ``peers/deselect_plugin.py``), and prints passed /
-   failed / deselected.
+   failed / deselected,
+5. runs the listed tests apart, twice: against h5live, where each must still fail (an entry
+   h5live now passes must leave the list), and against the owner's own code (swmr_tools 0.9
+   with the same stand-in ``utils.py``; hdmf's tests as they ship), where each must pass (so
+   each is a difference in behaviour, not a test broken by our adaptation).
 
 It exits non-zero when a test that is not deselected fails, when a deselect entry matches no
-test (the list must stay true), or when the sdists cannot be had.
+test, passes against h5live or fails against the owner's code (the list must stay true), or
+when the sdists cannot be had.
 
 Usage: ``python peers/run_peers.py [swmr_tools] [hdmf]`` (default: both suites).
 """
@@ -140,24 +145,27 @@ def extract_tests(archive: Path, destination: Path) -> Path:
 _SWMR_IMPORT = re.compile(r"^(\s*from\s+)swmr_tools(?:\.\w+)?(\s+import\s)", re.MULTILINE)
 
 
-def prepare_swmr_tools(root: Path) -> list[str]:
-    """Point swmr_tools' tests at h5live; the pytest arguments that run them."""
+def prepare_swmr_tools(root: Path, *, for_h5live: bool = True) -> list[str]:
+    """Add our stand-in ``utils.py`` to swmr_tools' tests and (``for_h5live``) point their
+    imports at h5live; the pytest arguments that run them."""
     tests = root / "tests"
-    for path in sorted(tests.glob("test_*.py")):
+    if (tests / "utils.py").exists():
+        raise SystemExit("[swmr_tools] the sdist now ships tests/utils.py: drop our stand-in")
+    shutil.copy(HERE / "swmr_tools" / "utils.py", tests / "utils.py")
+    for path in sorted(tests.glob("test_*.py")) if for_h5live else ():
         text = _SWMR_IMPORT.sub(r"\1h5live\2", path.read_text())
         leftover = [line for line in text.splitlines() if re.search(r"\bswmr_tools\b", line)]
         if leftover:
             raise SystemExit(f"[swmr_tools] {path.name}: import not pointed at h5live: {leftover}")
         path.write_text(text)
-    if (tests / "utils.py").exists():
-        raise SystemExit("[swmr_tools] the sdist now ships tests/utils.py: drop our stand-in")
-    shutil.copy(HERE / "swmr_tools" / "utils.py", tests / "utils.py")
     return ["tests"]
 
 
-def prepare_hdmf(root: Path) -> list[str]:
-    """Add the adapter conftest to hdmf's tests; the pytest arguments that run them."""
-    shutil.copy(HERE / "hdmf" / "conftest.py", root / "conftest.py")
+def prepare_hdmf(root: Path, *, for_h5live: bool = True) -> list[str]:
+    """Add (``for_h5live``) the adapter conftest to hdmf's tests; the pytest arguments that run
+    them."""
+    if for_h5live:
+        shutil.copy(HERE / "hdmf" / "conftest.py", root / "conftest.py")
     return [HDMF_GDCI_FILE, *(f"{HDMF_IO_FILE}::{test}" for test in HDMF_IO_TESTS)]
 
 
@@ -181,20 +189,35 @@ def deselected(suite: str) -> dict[str, str]:
     return entries
 
 
-def run(suite: Suite) -> bool:
-    """Run one suite; True if every test that ran passed and the deselect list is true."""
-    root = extract_tests(sdist(suite), suite.run_dir)
-    args = prepare_swmr_tools(root) if suite.name == "swmr_tools" else prepare_hdmf(root)
+@dataclass
+class PytestRun:
+    """What one pytest run of a suite gave."""
+
+    status: int  # pytest's exit code
+    counts: dict[str, int]  # passed, failed, skipped
+    found: set[str]  # listed node ids that were collected
+    outcomes: dict[str, str]  # mode "only": listed node id -> "passed" or "failed"
+
+
+def run_pytest(suite: Suite, for_h5live: bool, mode: str, listed: dict[str, str]) -> PytestRun:
+    """Extract ``suite``'s tests afresh, prepare them (for h5live or for the owner's own code)
+    and run pytest on them in ``mode`` (see ``peers/deselect_plugin.py``)."""
+    folder = suite.run_dir / ("h5live" if for_h5live else "reference")
+    root = extract_tests(sdist(suite), folder)
+    prepare = prepare_swmr_tools if suite.name == "swmr_tools" else prepare_hdmf
+    args = prepare(root, for_h5live=for_h5live)
     (root / "pytest.ini").write_text(PYTEST_INI)
-    skip = deselected(suite.name)
-    (root / "deselected.json").write_text(json.dumps(sorted(skip)))
+    (root / "deselected.json").write_text(json.dumps(sorted(listed)))
+    (root / "deselect-mode.txt").write_text(mode)
     shutil.copy(HERE / "deselect_plugin.py", root / "h5live_peer_deselect.py")
     report = root / "report.xml"
     command = [sys.executable, "-m", "pytest", "-p", "h5live_peer_deselect", *args]
+    if mode == "only":  # the listed tests: their outcomes are what counts, not their output
+        command += ["--tb=no", "-p", "no:warnings"]
     command.append(f"--junitxml={report}")
-    print(f"\n[{suite.name}] {' '.join(command[1:6])} ... in {root}", flush=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
-    status = subprocess.run(command, cwd=root, env=env).returncode
+    output = subprocess.DEVNULL if mode == "only" else None
+    status = subprocess.run(command, cwd=root, env=env, stdout=output).returncode
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     if report.exists():
         for case in ET.parse(report).getroot().iter("testcase"):
@@ -205,17 +228,49 @@ def run(suite: Suite) -> bool:
             else:
                 counts["passed"] += 1
     found = root / "deselected-found.json"
-    matched = set(json.loads(found.read_text())) if found.exists() else set()
-    stale = sorted(set(skip) - matched)
+    outcomes = root / "deselected-outcomes.json"
+    return PytestRun(
+        status,
+        counts,
+        set(json.loads(found.read_text())) if found.exists() else set(),
+        json.loads(outcomes.read_text()) if outcomes.exists() else {},
+    )
+
+
+def run(suite: Suite) -> bool:
+    """Run one suite; True if every test that ran passed and the deselect list is true."""
+    listed = deselected(suite.name)
+    print(
+        f"\n[{suite.name}] its tests against h5live, without the {len(listed)} listed", flush=True
+    )
+    main = run_pytest(suite, True, "deselect", listed)
+    counts = main.counts
     print(
         f"[{suite.name}] passed {counts['passed']}, failed {counts['failed']}, "
-        f"deselected {len(matched)}, skipped {counts['skipped']} (pytest exit {status})"
+        f"deselected {len(main.found)}, skipped {counts['skipped']} (pytest exit {main.status})"
     )
-    for node, reason in skip.items():
-        print(f"[{suite.name}]   deselected {node}: {reason}")
+    problems = [] if main.status == 0 and counts["failed"] == 0 else ["a test failed"]
+    stale = sorted(set(listed) - main.found)
     if stale:
-        print(f"[{suite.name}] deselect entries that match no test (fix {DESELECTED}): {stale}")
-    return status == 0 and counts["failed"] == 0 and not stale
+        problems.append(f"entries that match no test: {stale}")
+    # each listed test is a difference: it fails against h5live and passes against the owner's code
+    ours = run_pytest(suite, True, "only", listed).outcomes
+    theirs = run_pytest(suite, False, "only", listed).outcomes
+    owner = f"{suite.project} {suite.version}"
+    for node, reason in listed.items():
+        if node in stale:
+            continue
+        print(
+            f"[{suite.name}]   deselected {node}: against h5live {ours.get(node, 'not run')}, "
+            f"against {owner} {theirs.get(node, 'not run')}. {reason}"
+        )
+        if ours.get(node) != "failed":
+            problems.append(f"{node} did not fail against h5live: remove it from the list")
+        if theirs.get(node) != "passed":
+            problems.append(f"{node} did not pass against {owner}: it shows no difference")
+    for problem in problems:
+        print(f"[{suite.name}] {problem} (see {DESELECTED})")
+    return not problems
 
 
 def main(argv: list[str] | None = None) -> int:
