@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
 import h5live
 import h5live.chunk_utils
 import h5live.compat
@@ -46,6 +51,33 @@ def test_h5live_all():
     )
     for name in h5live.__all__:
         assert hasattr(h5live, name)
+
+
+def test_following_and_reading_start_without_hdmf_and_the_rest_comes_on_first_use():
+    # A writer, a beamline script or `h5live follow` imports h5live without the write path:
+    # hdmf brings pandas and zarr, two thirds of the import time.
+    code = (
+        "import sys, h5live, h5live.testing._writer, h5live._cli\n"
+        "heavy = sorted(m for m in ('hdmf', 'pandas', 'pynwb', 'zarr') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "from h5live import LiveDataChunkIterator, to_nwb\n"
+        "import hdmf.data_utils\n"
+        "assert issubclass(LiveDataChunkIterator, hdmf.data_utils.GenericDataChunkIterator)\n"
+        "assert to_nwb.__module__ == 'h5live._write.nwb' and 'pynwb' not in sys.modules\n"
+        "assert h5live.LiveNWBHDF5IO.__module__ == 'h5live._write.live_nwb'\n"
+        "assert h5live.__version__ and set(h5live.__all__) <= set(dir(h5live))\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        h5live.NoSuchThing  # noqa: B018
 
 
 def test_errors_all():

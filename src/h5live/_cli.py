@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from h5live import __version__
 from h5live._follow.follower import FollowPolicy, KeyFollower
-from h5live._write.conversion import Stopped, check_stop, request_stop
+from h5live._write.stop import Stopped, check_stop, request_stop
 from h5live.errors import H5LiveError
 
 __all__ = ["main"]
@@ -378,12 +377,28 @@ def _add_conversion_options(command: argparse.ArgumentParser, compression: str) 
     command.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+class _Version(argparse.Action):
+    """``--version``: reads the installed version only when asked (importlib.metadata costs a
+    tenth of the CLI's start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, argparse.SUPPRESS, nargs=0, help="show the version and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from h5live import __version__
+
+        print(f"h5live {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="h5live",
         description="Follow HDF5 files while they are written (SWMR).",
     )
-    parser.add_argument("--version", action="version", version=f"h5live {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -565,19 +580,23 @@ class _LineHandler(logging.Handler):
 
 @contextlib.contextmanager
 def _logging_to_stderr(debug: bool) -> Iterator[None]:
-    """h5live's log lines and Python warnings on stderr, each on its own line, for one run."""
-    root = logging.getLogger()
+    """Log lines and Python warnings on stderr, each on its own line, for one run: warnings
+    and errors from any library, and with ``debug`` h5live's own debug lines (not those of the
+    libraries it imports, such as numcodecs registering its codecs)."""
+    root, ours = logging.getLogger(), logging.getLogger("h5live")
     handler = _LineHandler()
     handler.setFormatter(logging.Formatter("h5live: %(levelname)s: %(message)s"))
-    level = root.level
+    levels = root.level, ours.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.setLevel(logging.WARNING)
+    ours.setLevel(logging.DEBUG if debug else logging.NOTSET)
     logging.captureWarnings(True)
     try:
         yield
     finally:
         logging.captureWarnings(False)
-        root.setLevel(level)
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
         root.removeHandler(handler)
 
 
