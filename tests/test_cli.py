@@ -69,6 +69,24 @@ def test_debug_shows_the_traceback(tmp_path):
         main(["--debug", "follow", str(tmp_path / "absent.h5"), "--open-timeout", "0"])
 
 
+def test_debug_shows_h5live_debug_lines_and_not_those_of_the_libraries_it_imports(
+    simulated_writer, tmp_path
+):
+    # copy imports the write path (hdmf, zarr, numcodecs) after --debug set the log levels:
+    # numcodecs' "Registering codec" debug lines would come out labelled h5live
+    writer = simulated_writer(scan_shape=(6,), frame_shape=(2,))
+    writer.append(6)
+    writer.flush_keys()
+    writer.finish()
+    writer.close()
+    command = [sys.executable, "-m", "h5live", "--debug", "copy", str(writer.path)]
+    command += [str(tmp_path / "copy.h5"), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "h5live: DEBUG: frontier 5" in result.stderr.splitlines()
+    assert "codec" not in result.stderr
+
+
 def test_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["follow"])

@@ -453,3 +453,26 @@ def test_options_come_as_one_object_or_as_keywords(simulated_writer, tmp_path):
     assert by_object.state == by_keywords.state == overridden.state == "complete"
     with pytest.raises(TypeError, match=r"'chunk_shap'.*ConversionOptions"):
         copy_live(writer.path, tmp_path / "d.h5", chunk_shap=(8, 4))
+
+
+def test_a_scan_that_ended_before_its_first_frame_copies_to_an_empty_complete_output(
+    simulated_writer, tmp_path
+):
+    writer = simulated_writer(scan_shape=(6,), frame_shape=(2,))
+    writer.append(3)  # written, never keyed: the scan was aborted
+    writer.finish()
+    writer.close()
+    copy = tmp_path / "copy.h5"
+    result = copy_live(writer.path, copy, timeout=5)
+    assert (result.frames_complete, result.state, result.stop_reason) == (0, "complete", "finished")
+    assert output_status(copy) == {
+        "frames": 0,
+        "state": "complete",
+        "stop_reason": "finished",
+        "keys": 0,
+        "finished": 1,
+        "data": 0,
+    }
+    with KeyFollower.from_path(copy, timeout=5) as follower:  # followable: it ends at once
+        assert list(follower) == []
+        assert follower.stop_reason == "finished"

@@ -102,6 +102,22 @@ def test_pickling_carries_a_recipe_and_gives_the_same_buffers(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("scan_shape", [(6,), (2, 3)], ids=["stack", "grid"])
+def test_a_scan_that_ended_before_its_first_frame_hands_out_no_chunk(simulated_writer, scan_shape):
+    # frames written but never keyed, then the finished flag: an aborted scan
+    writer = simulated_writer(scan_shape=scan_shape, frame_shape=(2,))
+    writer.append(3)
+    writer.finish()
+    writer.close()
+    with LiveDataChunkIterator(writer.path, "/entry/data/data", timeout=5) as ours:
+        assert (ours.final_rows, ours.num_buffers) == (0, 0)
+        assert ours.maxshape == (None, *scan_shape[1:], 2)  # HDF5 cannot chunk maxshape 0
+        assert ours.recommended_data_shape() == (0, *scan_shape[1:], 2)
+        assert min(ours.recommended_chunk_shape()) >= 1
+        assert list(ours) == []
+        assert ours.follower.stop_reason == "finished"
+
+
 INVALID_OPTIONS = {
     "not-dividing": {"chunk_shape": (3, 3), "buffer_shape": (4, 3)},
     "too-big": {"chunk_shape": (20, 3), "buffer_shape": (20, 3)},

@@ -581,3 +581,19 @@ def test_an_nwb_output_is_followed_without_naming_its_keys(simulated_writer, tmp
         assert [k.name for k in follower.key_datasets] == ["/scratch/h5live_keys"]
         assert list(follower) == list(range(20))
         assert follower.stop_reason in ("finished", "complete")
+
+
+def test_a_scan_that_ended_before_its_first_frame_gives_a_valid_empty_nwb_file(
+    simulated_writer, tmp_path
+):
+    writer = simulated_writer(scan_shape=(6,), frame_shape=(4, 3))
+    writer.append(2)  # written, never keyed: the scan was aborted
+    writer.finish()
+    writer.close()
+    nwb = tmp_path / "empty.nwb"
+    result = to_nwb(writer.path, nwb, rate=10.0, timeout=5)
+    assert (result.frames_complete, result.state) == (0, "complete")
+    assert pynwb.validate(path=str(nwb)) == []  # nwbinspector: time is not the longest axis
+    with pynwb.NWBHDF5IO(nwb, "r") as io:
+        series = next(iter(io.read().acquisition.values()))
+        assert series.data.shape == (0, 4, 3)

@@ -348,6 +348,7 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
             )
         self.start_frame = start * max(int(math.prod(self._inner)), 1)  # frames before start_row
         self._live = self._final is None
+        self._built = True  # maxshape is the final one now (see maxshape for a scan of no frames)
         if self._live:
             self.num_buffers = None
             if self.buffer_shape[0] % self.chunk_shape[0]:  # every buffer starts a chunk row
@@ -355,6 +356,8 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
                     f"Some dimensions of chunk_shape ({self.chunk_shape}) do not evenly divide "
                     f"the buffer shape ({self.buffer_shape})!"
                 )
+        elif self.final_rows == 0:  # hdmf counted one buffer of the nominal row
+            self.num_buffers = 0
         self.display_progress = display_progress
         self.progress_bar: Any | None = None
         if display_progress:
@@ -556,7 +559,9 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     def _get_maxshape(self) -> tuple[int, ...]:
         nominal = self._nominal_maxshape()
-        if self._final is None:  # the parent needs chunk and buffer to fit in integer axes
+        # the parent needs chunk and buffer to fit in integer axes of at least one row (a scan
+        # that ended before its first frame has none: it is handed out as no chunk at all)
+        if self._final is None or nominal[0] == 0:
             chunk, buffer = self._wanted
             rows = max(nominal[0], int(chunk[0]), int(buffer[0]))
             nominal = (rows, *nominal[1:])
@@ -564,8 +569,12 @@ class LiveDataChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
 
     @property
     def maxshape(self) -> tuple[int | None, ...]:
-        """The final shape; ``None`` on the first axis while the length is unknown."""
-        if getattr(self, "_live", False):
+        """The final shape; ``None`` on the first axis while the length is unknown, and for a
+        scan that ended before its first frame (HDF5 cannot chunk an axis of maxshape 0: its
+        destination is made with no rows, unlimited)."""
+        if getattr(self, "_live", False) or (
+            self.final_rows == 0 and getattr(self, "_built", False)
+        ):
             return (None, *self._maxshape[1:])
         return self._maxshape  # type: ignore[no-any-return]
 

@@ -95,8 +95,8 @@ def frame_chunk_shape(
         if take < scan_shape[axis]:
             break
         budget //= max(scan_shape[axis], 1)
-    if rank and final_rows is not None:
-        chunk[0] = min(chunk[0], final_rows)
+    if rank and final_rows is not None:  # a scan that ended before its first frame: one row
+        chunk[0] = max(1, min(chunk[0], final_rows))
     return (*chunk, *frame_shape)
 
 
@@ -120,6 +120,6 @@ def chunk_buffer_shape(
     row = max(math.prod(maxshape[1:]) * itemsize, row_bytes_read)
     rows = max(1, int(buffer_gb * 1e9 // max(row, 1)))
     rows = max(int(chunk[0]), rows // int(chunk[0]) * int(chunk[0]))
-    if final:
-        rows = min(rows, int(maxshape[0]))
+    if final:  # whole chunks still (a chunk of a scan of no frames is one row)
+        rows = max(int(chunk[0]), min(rows, int(maxshape[0])))
     return (rows, *(int(n) for n in maxshape[1:]))

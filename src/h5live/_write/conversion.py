@@ -578,14 +578,14 @@ class Conversion:
                 # unknown: chunks of up to 4096 rows) and this one, which now knows a length
                 # its chunk rows exceed (hdmf refuses that): cut them to it.
                 final = self._final_rows()
-                rows = int(shapes.get("chunk_shape", (0,))[0])
+                rows = int((shapes.get("chunk_shape") or (0,))[0])
                 if k == 0 or final is None or rows <= final:
                     raise
                 shapes = {
                     **shapes,
-                    "chunk_shape": (final, *shapes["chunk_shape"][1:]),
+                    "chunk_shape": (max(final, 1), *shapes["chunk_shape"][1:]),
                     **(
-                        {"buffer_shape": (final, *shapes["buffer_shape"][1:])}
+                        {"buffer_shape": (max(final, 1), *shapes["buffer_shape"][1:])}
                         if "buffer_shape" in shapes
                         else {}
                     ),

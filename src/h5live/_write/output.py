@@ -121,7 +121,7 @@ class LiveOutput:
             "keys": file.create_dataset(
                 layout.keys,
                 shape=(rows, *inner),
-                maxshape=(final_rows, *inner),
+                maxshape=(final_rows or None, *inner),  # none for a scan of no frames
                 chunks=(max(1, min(4096 // per_row, final_rows or 4096)), *inner),
                 dtype="int32",
                 fillvalue=0,
