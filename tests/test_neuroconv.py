@@ -225,6 +225,22 @@ def test_a_session_start_the_source_records_is_the_sessions(tmp_path, interfaces
 # ---------------------------------------------------------------------- conversions
 
 
+def test_a_scan_that_ended_before_its_first_frame_converts_to_an_empty_series(
+    simulated_writer, tmp_path, interfaces
+):
+    # neuroconv's default configuration cut the chunks to the 0 rows of the data
+    writer = simulated_writer("camera.h5", scan_shape=(6,), frame_shape=(4, 3))
+    writer.append(2)  # written, never keyed: the scan was aborted
+    writer.finish()
+    writer.close()
+    interface = LiveHDF5Interface(writer.path, rate=10.0, timeout=IDLE_S)
+    interfaces.append(interface)
+    out = tmp_path / "camera.nwb"
+    interface.run_conversion(out, metadata=session(interface.get_metadata()))
+    assert read_series(out, "camera")["data"].shape == (0, 4, 3)
+    assert pynwb.validate(path=str(out)) == []  # nwbinspector: time is not the longest axis
+
+
 def test_run_conversion_of_a_live_source_of_unknown_length_equals_the_source(
     writer_process, tmp_path, interfaces
 ):

@@ -127,8 +127,8 @@ def follow_shapes(
             chunks,
             buffers,
         )
-        chunks = (min(chunks[0], final), *chunks[1:])
-        buffers = (min(buffers[0], final), *buffers[1:])
+        chunks = (max(1, min(chunks[0], final)), *chunks[1:])  # one row for a scan of none
+        buffers = (max(1, min(buffers[0], final)), *buffers[1:])
     if chunks == tuple(old.chunk_shape) and buffers == tuple(old.buffer_shape):
         return old
     if old.frames_done:
