@@ -338,6 +338,20 @@ def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_p
     assert_valid(nwb)
 
 
+def test_compound_frames_are_refused_with_the_fix_and_nothing_is_written(tmp_path):
+    # hdmf cannot write a compound array from an iterator ("Size must be positive", deep in it)
+    source = tmp_path / "compound.h5"
+    with h5py.File(source, "w", libver="latest") as f:
+        compound = np.zeros(6, [("a", "i4"), ("b", "f8")])
+        f.create_dataset("/entry/data/data", data=compound, maxshape=(None,))
+        f.create_dataset("/entry/keys/key_0", data=np.ones(6, "i4"), maxshape=(None,))
+        f.create_dataset("/entry/finished", data=1)
+    nwb = tmp_path / "out.nwb"
+    with pytest.raises(ValueError, match=r"holds compound values .*Fix: pass the frames' dataset"):
+        to_nwb(source, nwb, rate=10.0, timeout=5)
+    assert not nwb.exists()
+
+
 def test_a_grid_scan_is_refused_with_the_fix(simulated_writer, tmp_path):
     writer = simulated_writer(scan_shape=(6, 7), frame_shape=(3,))
     writer.run()

@@ -327,6 +327,14 @@ def to_nwb(
             return conversion.write(conversion.resume_iterators(live_options, sources))
         # The NWB objects are made (and the metadata checked) before the destination is touched.
         iterators = conversion.live_iterators(sources, live_options)
+        for path, iterator in zip(live, iterators, strict=True):
+            if iterator.dtype.kind == "V":  # hdmf writes no compound array from an iterator
+                raise ValueError(
+                    f"dataset {path!r} of {conversion.source_path!r} holds compound values "
+                    f"({iterator.dtype}); an NWB series holds numbers (or text). Fix: pass "
+                    "the frames' dataset (data_path=, --data), or copy the file with copy_live "
+                    "(h5live copy), which keeps any type."
+                )
         from hdmf.backends.hdf5.h5_utils import H5DataIO
 
         with warnings.catch_warnings():  # plugin filters are what the caller asked for
