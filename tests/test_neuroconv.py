@@ -144,6 +144,18 @@ def test_a_source_without_timing_is_refused_at_construction(writer_process, tmp_
     assert [p.name for p in tmp_path.iterdir()] == ["scan.h5"]
 
 
+def test_compound_frames_are_refused_at_construction(tmp_path):
+    source = tmp_path / "compound.h5"
+    with h5py.File(source, "w", libver="latest") as f:
+        compound = np.zeros(6, [("a", "i4"), ("b", "f8")])
+        f.create_dataset("/entry/data/data", data=compound, maxshape=(None,))
+        f.create_dataset("/entry/keys/key_0", data=np.ones(6, "i4"), maxshape=(None,))
+        f.create_dataset("/entry/finished", data=1)
+    with pytest.raises(NWBSourceError, match=r"holds compound values .*Fix:"):
+        LiveHDF5Interface(source, rate=10.0, timeout=0.2)
+    assert [p.name for p in tmp_path.iterdir()] == ["compound.h5"]
+
+
 def test_a_grid_scan_is_refused_at_construction(writer_process, tmp_path):
     writer = writer_process("grid.h5", scan_shape=(4, 5), frame_shape=(3, 3))
     with pytest.raises(NWBSourceError, match="grid scan") as caught:

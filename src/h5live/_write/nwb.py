@@ -48,6 +48,7 @@ from h5live._write.copy import data_datasets
 from h5live._write.destination import create_live_file
 from h5live._write.options import ConversionOptions
 from h5live._write.output import NWB_LAYOUT
+from h5live.errors import NWBSourceError
 
 __all__ = ["SERIES_TYPES", "load_metadata", "to_nwb"]
 
@@ -236,6 +237,25 @@ def _timestamps_path(conversion: Conversion, frames_path: str) -> str | None:
     return None
 
 
+def check_series_values(frames: Any, source: str) -> None:
+    """Refuse frames that an NWB series cannot hold as hdmf writes it: compound values (hdmf
+    writes no compound array from an iterator; it failed deep inside with 'Size must be
+    positive').
+
+    Raises
+    ------
+    NWBSourceError
+        Naming the dataset, its type and the fix.
+    """
+    if frames.dtype.kind == "V":
+        raise NWBSourceError(
+            f"dataset {source_path(frames)!r} of {source!r} holds compound values "
+            f"({frames.dtype}); an NWB series holds numbers (or text). Fix: pass the frames' "
+            "dataset (data_path=, --data), or copy the file with copy_live (h5live copy), "
+            "which keeps any type."
+        )
+
+
 def to_nwb(
     source: str | os.PathLike[str],
     nwbfile_path: str | os.PathLike[str],
@@ -316,6 +336,7 @@ def to_nwb(
         sources = conversion.live_datasets([frames_path] + ([times_path] if times_path else []))
         # checked before the destination is touched; through links, the paths in the source
         live = [source_path(dataset) for dataset in sources]
+        check_series_values(sources[0], conversion.source_path)
         if stages:
             live_options = dataclasses.replace(live_options, stages={live[0]: list(stages)})
         live_options, filters = conversion_filters(
@@ -327,14 +348,6 @@ def to_nwb(
             return conversion.write(conversion.resume_iterators(live_options, sources))
         # The NWB objects are made (and the metadata checked) before the destination is touched.
         iterators = conversion.live_iterators(sources, live_options)
-        for path, iterator in zip(live, iterators, strict=True):
-            if iterator.dtype.kind == "V":  # hdmf writes no compound array from an iterator
-                raise ValueError(
-                    f"dataset {path!r} of {conversion.source_path!r} holds compound values "
-                    f"({iterator.dtype}); an NWB series holds numbers (or text). Fix: pass "
-                    "the frames' dataset (data_path=, --data), or copy the file with copy_live "
-                    "(h5live copy), which keeps any type."
-                )
         from hdmf.backends.hdf5.h5_utils import H5DataIO
 
         with warnings.catch_warnings():  # plugin filters are what the caller asked for

@@ -50,7 +50,14 @@ from pydantic import validate_call
 from h5live._iterate.iterator import LiveDataChunkIterator
 from h5live._stages import Stage
 from h5live._write.conversion import Conversion, LiveOptions
-from h5live._write.nwb import _EPOCH, _largest, _series, _start_time, _timestamps_path
+from h5live._write.nwb import (
+    _EPOCH,
+    _largest,
+    _series,
+    _start_time,
+    _timestamps_path,
+    check_series_values,
+)
 from h5live._write.output import NWB_LAYOUT
 from h5live.errors import NWBSourceError
 from h5live.neuroconv._configuration import get_default_backend_configuration
@@ -326,6 +333,7 @@ class LiveHDF5Interface(LiveWriting, BaseDataInterface):  # type: ignore[misc]
                     )
             sources = conversion.live_datasets([frames_path, *([times_path] if times_path else [])])
             frames = sources[0]
+            check_series_values(frames, self.file_path)
             frame_shape = tuple(int(n) for n in frames.shape[1:])
             kind = series_type
             if kind == "auto":
