@@ -476,3 +476,29 @@ def test_a_scan_that_ended_before_its_first_frame_copies_to_an_empty_complete_ou
     with KeyFollower.from_path(copy, timeout=5) as follower:  # followable: it ends at once
         assert list(follower) == []
         assert follower.stop_reason == "finished"
+
+
+def test_a_destination_that_is_a_file_of_the_source_is_refused_and_the_source_kept(
+    simulated_writer, tmp_path
+):
+    # overwrite replaced the scan's own file with its copy (the source was read from the
+    # unlinked file): nothing lost here, but the detector's file was gone
+    writer = simulated_writer(scan_shape=(6,), frame_shape=(2,))
+    writer.run()
+    writer.close()
+    source = Path(writer.path)
+    before = source.read_bytes()
+    (tmp_path / "again.h5").hardlink_to(source)
+    for destination in (source, tmp_path / "." / source.name, tmp_path / "again.h5"):
+        with pytest.raises(OutputExistsError, match="is a file the conversion reads"):
+            copy_live(source, destination, overwrite=True)
+    assert source.read_bytes() == before
+
+
+def test_a_folder_as_destination_is_refused_with_the_fix(simulated_writer, tmp_path):
+    writer = simulated_writer(scan_shape=(6,), frame_shape=(2,))
+    writer.run()
+    writer.close()
+    with pytest.raises(OutputError, match=r"is a folder\. Fix: pass the path of a file"):
+        copy_live(writer.path, tmp_path, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["scan.h5"]

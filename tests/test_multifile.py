@@ -22,7 +22,9 @@ import pytest
 from h5live import DataSource, KeyFollower, LiveDataChunkIterator, copy_live, to_nwb
 from h5live._source.spec import walk_datasets
 from h5live._source.virtual import is_virtual
+from h5live.errors import OutputExistsError
 from h5live.testing import AcquisitionConfig, MultiFileAcquisition, frame_values
+from h5live.testing._multifile import detector_paths
 from helpers import H5LIVE
 
 pytestmark = pytest.mark.live
@@ -208,6 +210,17 @@ def test_h5live_follow_reports_every_frame(acquisition, variant, spawn):
     assert follow.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert (summary["frames"], summary["stop_reason"]) == (N, stop_reason(acq.config))
+
+
+@pytest.mark.parametrize("layout", ["vds-growing-2-files", "links-2-files"])
+def test_a_detector_file_of_the_master_is_refused_as_destination(acquisition, layout):
+    acq = acquisition(layout, hold_at=None)
+    acq.wait()
+    detector = Path(detector_paths(acq.path, acq.config.files)[1])
+    before = detector.read_bytes()
+    with pytest.raises(OutputExistsError, match="is a file the conversion reads"):
+        copy_live(acq.path, detector, overwrite=True, timeout=IDLE_S)
+    assert detector.read_bytes() == before
 
 
 def ordinary(path: Path) -> bool:

@@ -36,7 +36,7 @@ from neuroconv.tools import nwb_helpers
 import h5live.neuroconv._write
 from h5live import LiveDataChunkIterator, LiveNWBHDF5IO
 from h5live._write.output import NWB_LAYOUT
-from h5live.errors import DatasetNotFoundError, SourceNotReadyError
+from h5live.errors import DatasetNotFoundError, OutputExistsError, SourceNotReadyError
 from h5live.neuroconv import (
     BackendConfigurationError,
     LiveConverterPipe,
@@ -154,6 +154,22 @@ def test_compound_frames_are_refused_at_construction(tmp_path):
     with pytest.raises(NWBSourceError, match=r"holds compound values .*Fix:"):
         LiveHDF5Interface(source, rate=10.0, timeout=0.2)
     assert [p.name for p in tmp_path.iterdir()] == ["compound.h5"]
+
+
+def test_writing_over_the_source_is_refused_and_the_source_kept(
+    simulated_writer, tmp_path, interfaces
+):
+    writer = simulated_writer("camera.h5", scan_shape=(6,), frame_shape=(4, 3))
+    writer.run()
+    writer.close()
+    source = Path(writer.path)
+    before = source.read_bytes()
+    interface = LiveHDF5Interface(source, rate=10.0, timeout=IDLE_S)
+    interfaces.append(interface)
+    metadata = session(interface.get_metadata())
+    with pytest.raises(OutputExistsError, match="is a file the conversion reads"):
+        interface.run_conversion(source, metadata=metadata, overwrite=True)
+    assert source.read_bytes() == before
 
 
 def test_a_grid_scan_is_refused_at_construction(writer_process, tmp_path):

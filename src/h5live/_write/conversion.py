@@ -25,7 +25,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from h5live._iterate.iterator import LiveDataChunkIterator
 from h5live._read.filters import SOURCE, Compression, h5dataio_options, source_compression
 from h5live._source.recover import clear_writer_flags, writer_flags
 from h5live._source.spec import SourceSpec, get_dataset, largest_frames, source_path
-from h5live._source.virtual import first_source, is_virtual
+from h5live._source.virtual import first_source, is_virtual, source_file_path, virtual_sources
 from h5live._stages import Stage, StageChain
 from h5live._write.destination import OUTPUT_CHUNK_CACHE
 from h5live._write.loop import LiveTarget, LiveWrite
@@ -271,6 +271,44 @@ def _stored_as(dataset: Any) -> Iterator[Any]:
         yield dataset if source is None else source
 
 
+def files_read(source: str | os.PathLike[str], datasets: Iterable[Any]) -> list[str]:
+    """The files that reading ``datasets`` of ``source`` touches: ``source``, the files the
+    datasets are in (through external links), and a VDS's source files."""
+    files = [os.fspath(source)]
+    for dataset in datasets:
+        filename = getattr(getattr(dataset, "file", None), "filename", None)
+        if filename is None:
+            continue
+        files.append(filename)
+        if is_virtual(dataset):
+            for name, _ in virtual_sources(dataset):
+                found = source_file_path(filename, name) if name != "." else None
+                files += [found] if found is not None else []
+    return files
+
+
+def check_not_a_source(
+    destination: str | os.PathLike[str], files: Iterable[str], source: str | os.PathLike[str]
+) -> None:
+    """Refuse a destination that is one of the ``files`` a conversion of ``source`` reads:
+    replacing it (overwrite) would swap the scan's own file for its copy, under a writer that
+    may come back.
+
+    Raises
+    ------
+    OutputExistsError
+        Naming the destination, the source and the fix.
+    """
+    if not os.path.exists(destination):
+        return
+    for name in files:
+        if os.path.exists(name) and os.path.samefile(name, destination):
+            raise OutputExistsError(
+                f"destination {os.fspath(destination)!r} is a file the conversion reads (source "
+                f"{os.fspath(source)!r}). Fix: pass another destination path."
+            )
+
+
 class Conversion:
     """One live conversion: its source, follower, destination and bookkeeping.
 
@@ -355,6 +393,12 @@ class Conversion:
         cache, ``libver="latest"`` as SWMR needs).
         """
         path = self.destination
+        if path.is_dir():
+            raise OutputError(
+                f"destination {os.fspath(path)!r} is a folder. Fix: pass the path of a file to "
+                "write, in that folder or another."
+            )
+        check_not_a_source(path, self.source_files(), self.source_path)
         if path.exists() and (self.resume or self.overwrite):
             self._check_existing()
         if path.exists() and not (self.resume or self.overwrite):
@@ -410,6 +454,12 @@ class Conversion:
                 return pid, host, alive, output.source
         except (OSError, KeyError, ValueError):
             return None
+
+    def source_files(self) -> list[str]:
+        """The files this conversion reads (see :func:`files_read`)."""
+        follower = self.follower
+        datasets = [*follower.key_datasets, follower.finished_dataset]
+        return files_read(self.source_path, [*datasets, *(i.dataset for i in self.iterators)])
 
     def _check_existing(self) -> None:
         """Refuse an existing destination that a writer may still have open (SWMR writers hold

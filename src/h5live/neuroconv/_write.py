@@ -33,6 +33,7 @@ from hdmf.data_utils import DataIO
 from pynwb import NWBHDF5IO
 
 from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._write.conversion import check_not_a_source, files_read
 from h5live._write.live_nwb import LiveNWBHDF5IO
 from h5live.errors import BackendConfigurationError
 from h5live.neuroconv._configuration import configure_backend, get_default_backend_configuration
@@ -48,10 +49,9 @@ HDF5_IO: Any = LiveNWBHDF5IO
 HDF5_IO_SEVERAL_SOURCES: Any = NWBHDF5IO
 
 
-def live_sources(nwbfile: Any) -> int:
-    """How many sources (followers) the live datasets of ``nwbfile`` come from, bare or in a
-    DataIO."""
-    followers = set()
+def live_iterators(nwbfile: Any) -> list[LiveDataChunkIterator]:
+    """The live datasets of ``nwbfile``, bare or in a DataIO."""
+    found = []
     for neurodata_object in nwbfile.all_children():
         fields = getattr(neurodata_object, "fields", None)
         if not isinstance(fields, dict):
@@ -61,8 +61,21 @@ def live_sources(nwbfile: Any) -> int:
             if isinstance(value, DataIO):
                 value = value.data
             if isinstance(value, LiveDataChunkIterator):
-                followers.add(id(value.follower))
-    return len(followers)
+                found.append(value)
+    return found
+
+
+def live_sources(nwbfile: Any) -> int:
+    """How many sources (followers) the live datasets of ``nwbfile`` come from."""
+    return len({id(iterator.follower) for iterator in live_iterators(nwbfile)})
+
+
+def _check_not_a_source(nwbfile: Any, path: str) -> None:
+    """Refuse to write over a file that a live dataset of ``nwbfile`` reads."""
+    for iterator in live_iterators(nwbfile):
+        follower = iterator.follower
+        datasets = [*follower.key_datasets, follower.finished_dataset, iterator.dataset]
+        check_not_a_source(path, files_read(iterator.source_file, datasets), iterator.source_file)
 
 
 def _hdf5_io(nwbfile: Any) -> Any:
@@ -89,6 +102,7 @@ def write_nwbfile(nwbfile: Any, nwbfile_path: str | os.PathLike[str], configurat
     """Write a configured ``nwbfile`` with the IO of ``configuration``'s backend, every live
     dataset round-robin."""
     path = os.fspath(nwbfile_path)
+    _check_not_a_source(nwbfile, path)
     if configuration.backend == "zarr":
         from h5live.neuroconv._zarr import LiveNWBZarrIO
 
