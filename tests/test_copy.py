@@ -10,10 +10,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pynwb
 import pytest
 import swmr_tools
 
-from h5live import KeyFollower
+from h5live import KeyFollower, to_nwb
 from h5live._write.copy import copy_live
 from h5live._write.output import HDF5_LAYOUT
 from h5live._write.stop import Stopped, clear_stop, request_stop
@@ -502,3 +503,24 @@ def test_a_folder_as_destination_is_refused_with_the_fix(simulated_writer, tmp_p
     with pytest.raises(OutputError, match=r"is a folder\. Fix: pass the path of a file"):
         copy_live(writer.path, tmp_path, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["scan.h5"]
+
+
+@pytest.mark.parametrize("presized", [False, True], ids=["growing", "presized-keys-of-one"])
+def test_a_scan_of_one_frame_copies_and_its_copy_converts_again(
+    simulated_writer, tmp_path, presized
+):
+    # keys of shape (1,) have scan rank 0 (trailing size-1 dims dropped): the data were not
+    # found, so h5live's own copy of a one-frame scan could not be copied or converted again
+    writer = simulated_writer(scan_shape=(1,), frame_shape=(8, 8), presized=presized)
+    writer.run()
+    writer.close()
+    first = copy_live(writer.path, tmp_path / "a.h5", timeout=5)
+    again = copy_live(tmp_path / "a.h5", tmp_path / "b.h5", timeout=5)
+    nwb = to_nwb(tmp_path / "b.h5", tmp_path / "c.nwb", rate=10.0, timeout=5)
+    for result in (first, again, nwb):
+        assert (result.frames_complete, result.state) == (1, "complete")
+    with h5py.File(tmp_path / "b.h5", "r") as f:
+        np.testing.assert_array_equal(f[DATA][...], expected(1, (8, 8)))
+    with pynwb.NWBHDF5IO(tmp_path / "c.nwb", "r") as io:
+        series = next(iter(io.read().acquisition.values()))
+        np.testing.assert_array_equal(series.data[:], expected(1, (8, 8)))

@@ -53,18 +53,20 @@ __all__ = ["copy_live", "data_datasets"]
 
 def data_datasets(file: Any, follower: KeyFollower) -> list[str]:
     """Paths of the datasets that grow with the scan: chunked or virtual, leading dims the
-    keys' scan; also those in other files that external links of ``file`` reach (a master
-    file's detector data), by their path in ``file``."""
+    keys' scan (a scan of one frame: a first axis of 1); also those in other files that
+    external links of ``file`` reach (a master file's detector data), by their path in
+    ``file``."""
     rank = follower.scan_rank
-    if rank == 0:
-        return []
     bookkeeping = [*follower.key_datasets, follower.finished_dataset]
     skip = {object_identity(d) for d in bookkeeping if isinstance(d, h5py.Dataset)}
     inner = tuple(follower.key_datasets[0].shape[1:rank])
     found: list[str] = []
     for path, dataset in walk_datasets(file):
         grows = dataset.chunks is not None or is_virtual(dataset)
-        scan = len(dataset.shape) >= rank and dataset.shape[1:rank] == inner
+        if rank:
+            scan = len(dataset.shape) >= rank and dataset.shape[1:rank] == inner
+        else:  # keys of one frame (shape (1,)): a stack of that one frame
+            scan = len(dataset.shape) >= 1 and dataset.shape[0] == 1
         if grows and scan and object_identity(dataset) not in skip:
             found.append(path)
     return sorted(found)

@@ -318,7 +318,7 @@ def to_nwb(
     given = ConversionOptions.of(options, keywords, "to_nwb")
     with Conversion.of(source, nwbfile_path, NWB_LAYOUT, given) as conversion:
         live_options = LiveOptions.of(given)
-        if conversion.follower.scan_rank != 1:
+        if conversion.follower.scan_rank > 1:  # 0: keys of one frame, a stack of one
             raise ValueError(
                 f"{conversion.source_path!r} is a grid scan (scan rank "
                 f"{conversion.follower.scan_rank}); NWB series have one time axis. Fix: "

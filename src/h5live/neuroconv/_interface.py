@@ -313,7 +313,7 @@ class LiveHDF5Interface(LiveWriting, BaseDataInterface):  # type: ignore[misc]
     ) -> _SourceFacts:
         with self._open() as conversion:
             rank = conversion.follower.scan_rank
-            if rank != 1:
+            if rank > 1:  # 0: keys of one frame, a stack of one
                 raise NWBSourceError(
                     f"{self.file_path!r} is a grid scan (scan rank {rank}, keys "
                     f"{[k.name for k in conversion.follower.key_datasets]}); an NWB series has "
