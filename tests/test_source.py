@@ -40,6 +40,13 @@ def test_not_hdf5_is_reported(tmp_path):
         open_source(path, timeout_s=0)
 
 
+def test_a_folder_is_reported_at_once_without_retries(tmp_path):
+    clock = FakeClock()
+    with pytest.raises(SourceNotReadyError, match=r"is a folder, not an HDF5 file\. Fix: pass"):
+        open_source(tmp_path, timeout_s=30.0, clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == []
+
+
 @pytest.mark.live
 def test_file_held_by_a_writer_without_swmr_is_reported(tmp_path, caplog):
     path = tmp_path / "locked.h5"

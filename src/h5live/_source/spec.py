@@ -265,6 +265,10 @@ def open_source(
     ...     keys = f["/entry/keys/key_0"]
     """
     name = os.fspath(path)
+    if os.path.isdir(name):  # a folder does not become a file: no retries
+        raise SourceNotReadyError(
+            f"{name!r} is a folder, not an HDF5 file. Fix: pass the path of the scan's file."
+        )
     start = clock()
     try:
         file = retry_until(
