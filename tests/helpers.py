@@ -210,6 +210,18 @@ class Background:
             raise self.error
 
 
+def compound_source(path: Path) -> Path:
+    """A finished source of 6 frames of compound values (a structured dtype), keys all set."""
+    import h5py
+
+    with h5py.File(path, "w", libver="latest") as f:
+        compound = np.zeros(6, [("a", "i4"), ("b", "f8")])
+        f.create_dataset("/entry/data/data", data=compound, maxshape=(None,))
+        f.create_dataset("/entry/keys/key_0", data=np.ones(6, "i4"), maxshape=(None,))
+        f.create_dataset("/entry/finished", data=1)
+    return path
+
+
 def assert_valid_nwb(path: Path) -> None:
     """pynwb.validate passes, and nwbinspector finds nothing CRITICAL (or worse)."""
     import pynwb

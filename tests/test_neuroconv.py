@@ -50,7 +50,7 @@ from h5live.neuroconv import (
 )
 from h5live.neuroconv._private import ASSUMED_NEUROCONV
 from h5live.testing import frame_values, wait_for_progress
-from helpers import H5LIVE, Background, ended, output_status, wait_for_frames
+from helpers import H5LIVE, Background, compound_source, ended, output_status, wait_for_frames
 from helpers import assert_valid_nwb as assert_valid
 
 pytestmark = pytest.mark.live  # real writer processes
@@ -145,12 +145,7 @@ def test_a_source_without_timing_is_refused_at_construction(writer_process, tmp_
 
 
 def test_compound_frames_are_refused_at_construction(tmp_path):
-    source = tmp_path / "compound.h5"
-    with h5py.File(source, "w", libver="latest") as f:
-        compound = np.zeros(6, [("a", "i4"), ("b", "f8")])
-        f.create_dataset("/entry/data/data", data=compound, maxshape=(None,))
-        f.create_dataset("/entry/keys/key_0", data=np.ones(6, "i4"), maxshape=(None,))
-        f.create_dataset("/entry/finished", data=1)
+    source = compound_source(tmp_path / "compound.h5")
     with pytest.raises(NWBSourceError, match=r"holds compound values .*Fix:"):
         LiveHDF5Interface(source, rate=10.0, timeout=0.2)
     assert [p.name for p in tmp_path.iterdir()] == ["compound.h5"]

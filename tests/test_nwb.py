@@ -23,7 +23,7 @@ import pytest
 from h5live import KeyFollower, to_nwb
 from h5live._write.output import NWB_LAYOUT
 from h5live.testing import frame_values
-from helpers import IDLE_S, ended, output_status, start_converter
+from helpers import IDLE_S, compound_source, ended, output_status, start_converter
 from helpers import assert_valid_nwb as assert_valid
 from helpers import wait_for_frames as wait_for_output_frames
 
@@ -340,12 +340,7 @@ def test_a_writer_crash_leaves_exactly_the_complete_frames(writer_process, tmp_p
 
 def test_compound_frames_are_refused_with_the_fix_and_nothing_is_written(tmp_path):
     # hdmf cannot write a compound array from an iterator ("Size must be positive", deep in it)
-    source = tmp_path / "compound.h5"
-    with h5py.File(source, "w", libver="latest") as f:
-        compound = np.zeros(6, [("a", "i4"), ("b", "f8")])
-        f.create_dataset("/entry/data/data", data=compound, maxshape=(None,))
-        f.create_dataset("/entry/keys/key_0", data=np.ones(6, "i4"), maxshape=(None,))
-        f.create_dataset("/entry/finished", data=1)
+    source = compound_source(tmp_path / "compound.h5")
     nwb = tmp_path / "out.nwb"
     with pytest.raises(ValueError, match=r"holds compound values .*Fix: pass the frames' dataset"):
         to_nwb(source, nwb, rate=10.0, timeout=5)
