@@ -181,6 +181,27 @@ def test_non_numeric_values_from_a_dataset_like_object_are_an_error():
         KeyFollower([DuckKeys(["a", "b"])]).poll()
 
 
+def test_keys_completed_by_the_read_after_the_flag_stop_as_complete():
+    # The writer sets its last keys, then the flag, between a poll's key read and its flag
+    # read: the key read after the flag completes the fixed scan. The stop reason was
+    # "finished" or "complete" by that race (seen as a flaky h5flow test); it is "complete".
+    keys = DuckKeys(np.zeros(6))
+    keys.values[:4] = 1
+
+    class FlagSetAfterTheLastKeys:
+        dtype = object()
+        shape = (1,)
+
+        def __getitem__(self, selection):
+            keys.values[:] = 1  # the writer's last keys, flushed before its flag
+            return np.array([1])[selection]
+
+    follower = KeyFollower([keys], timeout=None, finished_dataset=FlagSetAfterTheLastKeys())
+    assert follower.poll() == 3  # no flag read on a poll that moved the frontier
+    assert list(follower) == [0, 1, 2, 3, 4, 5]
+    assert (follower.stop_reason, follower.finished_set) == ("complete", True)
+
+
 def test_maxshape_keeps_the_sequence_type_of_the_keys(tmp_path):
     assert KeyFollower([DuckKeys(np.ones((3, 4, 1)))]).maxshape == [3, 4]
     with h5py.File(tmp_path / "keys.h5", "w", libver="latest") as f:

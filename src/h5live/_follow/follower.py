@@ -19,9 +19,10 @@ Contract
 - The follower stops (``stop_reason``) when the keys cover the whole fixed scan shape
   (``"complete"``), when the finished dataset is non-zero (``"finished"``; read on polls that
   find no new frame, at most every ``finished_interval_s``; the keys are read once more after
-  the flag is first seen, because the writer sets keys before the flag), or
-  when no frame has completed for ``timeout`` seconds of waiting (``"timeout"``). Every
-  complete frame is delivered before iteration stops.
+  the flag is first seen, because the writer sets keys before the flag, and if that read
+  completes a fixed scan the stop is ``"complete"``, so that a pre-sized scan that ends
+  normally always says so), or when no frame has completed for ``timeout`` seconds of
+  waiting (``"timeout"``). Every complete frame is delivered before iteration stops.
 - A key that drops back to zero below the frontier is reported (a warning, or an error in
   strict mode) and never makes a frame be delivered twice. The check covers the key chunk that
   holds the frontier, which is read anyway.
@@ -561,13 +562,17 @@ class KeyFollower(ClosingContext):
 
     def _poll_keys_and_flag(self, last: bool) -> bool:
         moved = self._advance()
-        if self._total is not None and self.current_max >= self._total - 1:
-            self._stop("complete")
-        elif not moved and self._finished_now(force=last):
+        if not (moved or self._complete()) and self._finished_now(force=last):
             self.finished_set = True
             moved = self._advance(final=True) or moved  # keys are set before the flag
-            self._stop("finished")
+            if not self._complete():
+                self._stop("finished")
+        if self._complete():  # also when the flag's last key read completed the fixed scan
+            self._stop("complete")
         return moved
+
+    def _complete(self) -> bool:
+        return self._total is not None and self.current_max >= self._total - 1
 
     def _wait(self, target: int, deadline: float | None) -> bool:
         """Block until the frontier reaches ``target`` (True) or the follower stops (False)."""
@@ -772,7 +777,7 @@ class KeyFollower(ClosingContext):
 
     def are_keys_complete(self) -> bool:
         """True if the frontier covers the whole scan of fixed ``maxshape``."""
-        return self._total is not None and self.current_max >= self._total - 1
+        return self._complete()
 
     def is_finished(self) -> bool:
         """True once iteration has handed out every frame it ever will.
