@@ -19,12 +19,25 @@ from collections.abc import Sequence
 
 from h5live.errors import IteratorOptionError
 
-__all__ = ["LIVE_CHUNK_FRAMES", "chunk_buffer_shape", "frame_chunk_shape", "hdmf_chunk_shape"]
+__all__ = [
+    "LIVE_CHUNK_FRAMES",
+    "chunk_buffer_shape",
+    "frame_chunk_shape",
+    "hdmf_chunk_shape",
+    "rows_within",
+]
 
 #: At most this many frames in a default chunk while the length is unknown: 10 MB of small
 #: frames (1.25 million 8-byte samples) would make chunks that take minutes to fill; 4096 fill
 #: in 0.14 s at 30 kHz and in 4 s at 1 kHz (a latency bound releases them in parts meanwhile).
 LIVE_CHUNK_FRAMES = 4096
+
+
+def rows_within(rows: int, final_rows: int) -> int:
+    """``rows`` cut to a scan of ``final_rows`` rows, at least one: HDF5 and hdmf refuse chunks
+    longer than a dataset of fixed length, and chunks of no row (a scan that ended before its
+    first frame gets chunks of one)."""
+    return max(1, min(int(rows), int(final_rows)))
 
 
 def hdmf_chunk_shape(
@@ -95,8 +108,8 @@ def frame_chunk_shape(
         if take < scan_shape[axis]:
             break
         budget //= max(scan_shape[axis], 1)
-    if rank and final_rows is not None:  # a scan that ended before its first frame: one row
-        chunk[0] = max(1, min(chunk[0], final_rows))
+    if rank and final_rows is not None:
+        chunk[0] = rows_within(chunk[0], final_rows)
     return (*chunk, *frame_shape)
 
 

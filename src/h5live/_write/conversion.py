@@ -36,6 +36,7 @@ import numpy as np
 from h5live._follow.follower import FollowPolicy, KeyFollower
 from h5live._follow.keys import refresh_dataset
 from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._iterate.shapes import rows_within
 from h5live._read.filters import SOURCE, Compression, h5dataio_options, source_compression
 from h5live._source.recover import clear_writer_flags, writer_flags
 from h5live._source.spec import SourceSpec, get_dataset, largest_frames, source_path
@@ -271,11 +272,14 @@ def _stored_as(dataset: Any) -> Iterator[Any]:
         yield dataset if source is None else source
 
 
-def files_read(source: str | os.PathLike[str], datasets: Iterable[Any]) -> list[str]:
-    """The files that reading ``datasets`` of ``source`` touches: ``source``, the files the
-    datasets are in (through external links), and a VDS's source files."""
+def files_read(
+    source: str | os.PathLike[str], follower: KeyFollower, datasets: Iterable[Any]
+) -> list[str]:
+    """The files that following ``source`` with ``follower`` and reading its ``datasets``
+    touches: ``source``, the files the keys, finished flag and datasets are in (through
+    external links), and a VDS's source files."""
     files = [os.fspath(source)]
-    for dataset in datasets:
+    for dataset in [*follower.key_datasets, follower.finished_dataset, *datasets]:
         filename = getattr(getattr(dataset, "file", None), "filename", None)
         if filename is None:
             continue
@@ -457,9 +461,7 @@ class Conversion:
 
     def source_files(self) -> list[str]:
         """The files this conversion reads (see :func:`files_read`)."""
-        follower = self.follower
-        datasets = [*follower.key_datasets, follower.finished_dataset]
-        return files_read(self.source_path, [*datasets, *(i.dataset for i in self.iterators)])
+        return files_read(self.source_path, self.follower, [i.dataset for i in self.iterators])
 
     def _check_existing(self) -> None:
         """Refuse an existing destination that a writer may still have open (SWMR writers hold
@@ -631,15 +633,12 @@ class Conversion:
                 rows = int((shapes.get("chunk_shape") or (0,))[0])
                 if k == 0 or final is None or rows <= final:
                     raise
-                shapes = {
-                    **shapes,
-                    "chunk_shape": (max(final, 1), *shapes["chunk_shape"][1:]),
-                    **(
-                        {"buffer_shape": (max(final, 1), *shapes["buffer_shape"][1:])}
-                        if "buffer_shape" in shapes
-                        else {}
-                    ),
+                cut = {
+                    name: (rows_within(shape[0], final), *shape[1:])
+                    for name in ("chunk_shape", "buffer_shape")
+                    if (shape := shapes.get(name)) is not None
                 }
+                shapes = {**shapes, **cut}
                 iterator = LiveDataChunkIterator(dataset, **common, **shapes)
             iterators.append(iterator)
         self.iterators = iterators

@@ -237,6 +237,24 @@ def _timestamps_path(conversion: Conversion, frames_path: str) -> str | None:
     return None
 
 
+def check_one_time_axis(follower: Any, source: str) -> None:
+    """Refuse a grid scan: an NWB series has one time axis (a scan rank of 0, keys of one
+    frame, is a stack of one).
+
+    Raises
+    ------
+    NWBSourceError
+        Naming the source, its keys and the fix.
+    """
+    if follower.scan_rank > 1:
+        raise NWBSourceError(
+            f"{source!r} is a grid scan (scan rank {follower.scan_rank}, keys "
+            f"{[source_path(k) for k in follower.key_datasets]}); an NWB series has one time "
+            "axis. Fix: convert it with copy_live (h5live copy), or have the writer write a "
+            "stack of frames."
+        )
+
+
 def check_series_values(frames: Any, source: str) -> None:
     """Refuse frames that an NWB series cannot hold as hdmf writes it: compound values (hdmf
     writes no compound array from an iterator; it failed deep inside with 'Size must be
@@ -318,12 +336,7 @@ def to_nwb(
     given = ConversionOptions.of(options, keywords, "to_nwb")
     with Conversion.of(source, nwbfile_path, NWB_LAYOUT, given) as conversion:
         live_options = LiveOptions.of(given)
-        if conversion.follower.scan_rank > 1:  # 0: keys of one frame, a stack of one
-            raise ValueError(
-                f"{conversion.source_path!r} is a grid scan (scan rank "
-                f"{conversion.follower.scan_rank}); NWB series have one time axis. Fix: "
-                "convert it with copy_live (h5live copy), or write it as a stack."
-            )
+        check_one_time_axis(conversion.follower, conversion.source_path)
         frames_path = data_path or _largest(conversion)
         times_path = timestamps_path
         if rate is None and times_path is None:

@@ -29,6 +29,7 @@ from typing import Any
 from hdmf.data_utils import DataIO
 
 from h5live._iterate.iterator import LiveDataChunkIterator
+from h5live._iterate.shapes import rows_within
 from h5live.errors import BackendConfigurationError, IteratorOptionError
 from h5live.neuroconv._private import location_in_file
 
@@ -127,8 +128,8 @@ def follow_shapes(
             chunks,
             buffers,
         )
-        chunks = (max(1, min(chunks[0], final)), *chunks[1:])  # one row for a scan of none
-        buffers = (max(1, min(buffers[0], final)), *buffers[1:])
+        chunks = (rows_within(chunks[0], final), *chunks[1:])
+        buffers = (rows_within(buffers[0], final), *buffers[1:])
     if chunks == tuple(old.chunk_shape) and buffers == tuple(old.buffer_shape):
         return old
     if old.frames_done:

@@ -56,6 +56,7 @@ from h5live._write.nwb import (
     _series,
     _start_time,
     _timestamps_path,
+    check_one_time_axis,
     check_series_values,
 )
 from h5live._write.output import NWB_LAYOUT
@@ -312,14 +313,7 @@ class LiveHDF5Interface(LiveWriting, BaseDataInterface):  # type: ignore[misc]
         series_type: str,
     ) -> _SourceFacts:
         with self._open() as conversion:
-            rank = conversion.follower.scan_rank
-            if rank > 1:  # 0: keys of one frame, a stack of one
-                raise NWBSourceError(
-                    f"{self.file_path!r} is a grid scan (scan rank {rank}, keys "
-                    f"{[k.name for k in conversion.follower.key_datasets]}); an NWB series has "
-                    "one time axis. Fix: copy it with h5live.copy_live (h5live copy), or have "
-                    "the writer write a stack of frames."
-                )
+            check_one_time_axis(conversion.follower, self.file_path)
             frames_path = dataset_path or _largest(conversion)
             times_path = timestamps_path
             if rate is None and times_path is None:

@@ -73,9 +73,8 @@ def live_sources(nwbfile: Any) -> int:
 def _check_not_a_source(nwbfile: Any, path: str) -> None:
     """Refuse to write over a file that a live dataset of ``nwbfile`` reads."""
     for iterator in live_iterators(nwbfile):
-        follower = iterator.follower
-        datasets = [*follower.key_datasets, follower.finished_dataset, iterator.dataset]
-        check_not_a_source(path, files_read(iterator.source_file, datasets), iterator.source_file)
+        source = iterator.source_file
+        check_not_a_source(path, files_read(source, iterator.follower, [iterator.dataset]), source)
 
 
 def _hdf5_io(nwbfile: Any) -> Any:
